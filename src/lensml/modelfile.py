@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
+from safetensors.torch import save
 from torch import nn
 
 from . import __version__
@@ -67,10 +67,15 @@ def encode_header(info: ModelInfo) -> dict[str, str]:
 
 
 def save_tensors(path: Path, tensors: dict[str, torch.Tensor], header: dict[str, str]) -> None:
-    """Write tensors and a string header atomically."""
+    """Write tensors and a string header atomically.
+
+    The bytes are written by Python, not by safetensors' own writer, so a full disk is an OSError
+    with its usual message rather than a library-specific error.
+    """
     clean = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
+    data = save(clean, metadata=header)
     with atomic_path(path) as tmp:
-        save_file(clean, str(tmp), metadata=header)
+        tmp.write_bytes(data)
 
 
 def save_model(path: str | os.PathLike, model: nn.Module, info: ModelInfo) -> Path:

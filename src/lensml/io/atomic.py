@@ -6,6 +6,8 @@ import contextlib
 import itertools
 import json
 import os
+import re
+import socket
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -13,6 +15,39 @@ from ..errors import LensmlError
 
 
 _COUNTER = itertools.count()
+# Temporary names carry the host and process, so a rerun can tell a dead run's leftovers from a live
+# writer's file, even on a file system shared by several machines.
+_HOST = re.sub(r"[^A-Za-z0-9]", "_", socket.gethostname()) or "host"
+_TEMP_NAME = re.compile(r"\..+\.(?P<host>[A-Za-z0-9_]+)-(?P<pid>\d+)-\d+\.tmp(\.[^.]+)?")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def sweep_stale_temps(folder: str | os.PathLike, recursive: bool = False) -> int:
+    """Delete the temporary files that killed lensml runs on this machine left in `folder`.
+
+    Only names lensml makes are touched, and only when their process is gone; returns how many.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return 0
+    walk = os.walk(folder) if recursive else [(str(folder), [], os.listdir(folder))]
+    removed = 0
+    for root, _, names in walk:
+        for name in names:
+            match = _TEMP_NAME.fullmatch(name)
+            if match and match["host"] == _HOST and int(match["pid"]) != os.getpid() and not _alive(int(match["pid"])):
+                Path(root, name).unlink(missing_ok=True)
+                removed += 1
+    return removed
 
 
 @contextlib.contextmanager
@@ -24,7 +59,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     never share one.
     """
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}-{next(_COUNTER)}.tmp{path.suffix}")
+    tmp = path.with_name(f".{path.name}.{_HOST}-{os.getpid()}-{next(_COUNTER)}.tmp{path.suffix}")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

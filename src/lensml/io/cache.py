@@ -16,7 +16,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from .. import __version__
-from .atomic import atomic_path, write_json_atomic
+from .atomic import atomic_path, sweep_stale_temps, write_json_atomic
 
 CACHE_FOLDER = "lensml_cache"
 
@@ -58,6 +58,7 @@ def packed_array(
             old = {}
         if {k: old.get(k) for k in ("fingerprint", "settings", "shape")} == {k: meta[k] for k in ("fingerprint", "settings", "shape")}:
             return np.load(data_path, mmap_mode="r")
+    sweep_stale_temps(folder)  # a killed build leaves a file as large as the cache
     with atomic_path(data_path) as tmp:
         array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=shape)
         fill(array)

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..errors import BadInputError, MissingFileError
-from ..io.atomic import write_json_atomic
+from ..io.atomic import sweep_stale_temps, write_json_atomic
 
 RECORD_NAME = "simulation.json"
 
@@ -18,6 +18,7 @@ def claim_folder(out: Path, record: dict[str, Any], guarded: Sequence[str], fore
 
     A folder whose record agrees on every `guarded` key is the same simulation (a rerun finishes
     it); a folder without a record but with any of the `foreign` entries holds data lensml did not make.
+    A rerun also clears the temporary files a killed run left behind.
     """
     path = out / RECORD_NAME
     record = json.loads(json.dumps(record))  # tuples become lists, as they read back
@@ -33,6 +34,7 @@ def claim_folder(out: Path, record: dict[str, Any], guarded: Sequence[str], fore
     elif any((out / name).exists() for name in foreign):
         raise BadInputError(f"{out} already holds data not made by lensml ({', '.join(foreign)}); choose a new folder")
     write_json_atomic(path, record)
+    sweep_stale_temps(out, recursive=True)
 
 
 def read_record(out: Path, kind: str | None = None) -> dict[str, Any]:

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from ..errors import BadInputError
+from ..io.atomic import sweep_stale_temps
 from ..modelfile import ModelInfo, decode_header, read_tensors, save_model
 from ..models import count_parameters
 from ..training import ArraySplit, LoopSettings, TrainState, fit, load_checkpoint, resolve_device, save_checkpoint
@@ -72,6 +73,7 @@ def train_network(
     """Train `info.arch` on images (N, C, H, W) and raw targets (N, T), going on from any checkpoint."""
     device = resolve_device(device_name)
     ckpt = checkpoint_path(out)
+    sweep_stale_temps(out.parent)
     train_idx = np.setdiff1d(np.arange(len(images)), val_idx)
     torch.manual_seed(settings.seed)
     try:
