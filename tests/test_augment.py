@@ -34,3 +34,13 @@ def test_augmentation_is_seeded_and_covers_the_ranges():
     assert theta[:, :, 2].abs().max() <= 0.2 + 1e-6
     untouched = (theta - torch.tensor([[1.0, 0, 0], [0, 1, 0]])).abs().amax(dim=(1, 2)) < 1e-6
     assert 0.005 < untouched.float().mean().item() < 0.04  # (1/2)^6 with the rotation coin: about 1/64
+
+
+def test_a_part_of_a_batch_is_augmented_as_in_the_whole_batch():
+    """What one process of a data-parallel run sees equals its slice of the single-process batch."""
+    from lensml.training import BatchPart
+
+    x = torch.randn(10, 1, 21, 21)
+    whole, _ = augment_batch(x, torch.zeros(10), torch.Generator().manual_seed(5))
+    part, _ = augment_batch(x[3:7], torch.zeros(4), torch.Generator().manual_seed(5), BatchPart(10, 3, 7))
+    assert torch.equal(part, whole[3:7])

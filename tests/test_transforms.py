@@ -31,8 +31,8 @@ def test_scalar_targets_do_not_change_sign():
 def test_random_d4_is_seeded_and_transforms_targets_consistently():
     x = torch.arange(2 * 3 * 4 * 4, dtype=torch.float32).reshape(2 * 3, 1, 4, 4)
     y = torch.tensor([[0.1, 0.2]] * 6)
-    a = random_d4(x, y, torch.Generator().manual_seed(1), ["g1", "g2"])
-    b = random_d4(x, y, torch.Generator().manual_seed(1), ["g1", "g2"])
+    a = random_d4(x, y, torch.Generator().manual_seed(1), names=["g1", "g2"])
+    b = random_d4(x, y, torch.Generator().manual_seed(1), names=["g1", "g2"])
     assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
     for i in range(6):
         element = next(e for e in range(8) if torch.equal(d4_images(x[i], e), a[0][i]))
@@ -46,3 +46,12 @@ def test_normalise_methods():
     mm = normalise(images * 1e-12, "minmax")
     assert mm.min() == 0.0 and mm.max() == pytest.approx(1.0)
     assert normalise(images, "none") is not None and np.array_equal(normalise(images, "none"), images)
+
+
+def test_random_d4_of_a_part_equals_the_slice_of_the_whole():
+    from lensml.training import BatchPart
+
+    x, y = torch.randn(9, 2, 6, 6), torch.randn(9, 2)
+    whole = random_d4(x, y, torch.Generator().manual_seed(2), names=["g1", "g2"])
+    part = random_d4(x[5:], y[5:], torch.Generator().manual_seed(2), BatchPart(9, 5, 9), names=["g1", "g2"])
+    assert torch.equal(part[0], whole[0][5:]) and torch.equal(part[1], whole[1][5:])

@@ -8,7 +8,7 @@ import sys
 from typing import Callable, Sequence
 
 from . import __version__
-from .errors import LensmlError
+from .errors import BadInputError, LensmlError
 
 
 def _positive_int(text: str) -> int:
@@ -238,7 +238,7 @@ def _run_preview(args: argparse.Namespace) -> None:
 
 
 def _run_train(args: argparse.Namespace) -> None:
-    from .errors import BadInputError
+    from .distributed import is_main
     from .workflows.tasks import input_task
 
     flags = {k: getattr(args, k) for k in TRAIN_FLAGS}
@@ -252,7 +252,7 @@ def _run_train(args: argparse.Namespace) -> None:
             raise BadInputError("--loss, --targets and --no-calibrate apply to shear data; lens finders learn is_lens")
         config = build_lens_config(args.config, {**flags, "norm": args.norm})
         model = train_lens(args.input, args.model, config, remove=args.remove, progress=progress)
-        if args.evaluate:
+        if args.evaluate and is_main():
             evaluate_lens(args.input, [str(model)], device=config.device, progress=progress)
         return
     from .workflows.shear_config import build_config
@@ -264,12 +264,11 @@ def _run_train(args: argparse.Namespace) -> None:
     config = build_config(args.config, {**flags, "loss": args.loss, "targets": args.targets,
                                         "calibrate": args.calibrate})
     model = train_shear(args.input, args.model, config, remove=args.remove, progress=progress)
-    if args.evaluate:
+    if args.evaluate and is_main():
         evaluate_shear(args.input, str(model), device=config.device, progress=progress)
 
 
 def _run_evaluate(args: argparse.Namespace) -> None:
-    from .errors import BadInputError
     from .workflows.tasks import input_task
 
     if input_task(args.input) == "lens":
@@ -336,15 +335,39 @@ def _run_quickstart(args: argparse.Namespace) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     run: Callable[[argparse.Namespace], None] = args.run
+    launched = int(os.environ.get("WORLD_SIZE", "1")) > 1  # started by torchrun
     try:
+        if launched:
+            _join_process_group(args)
         run(args)
+        if launched:
+            from . import distributed
+
+            distributed.barrier()  # rank 0 may still be writing
     except LensmlError as exc:
         print(f"lensml: error: {' '.join(str(exc).split())}", file=sys.stderr)  # always one line
         return exc.exit_code
     except KeyboardInterrupt:
         print("lensml: interrupted", file=sys.stderr)
         return 130
+    finally:
+        if launched:
+            from . import distributed
+
+            distributed.stop()
     return 0
+
+
+def _join_process_group(args: argparse.Namespace) -> None:
+    """Under torchrun: `train` runs data-parallel; rank 0 alone prints and writes."""
+    from . import distributed
+
+    if args.command != "train":
+        raise BadInputError(f"`lensml {args.command}` does not run under torchrun; only `train` does (split "
+                            "simulation and prediction into independent jobs with --shard K/N)")
+    if not distributed.start(getattr(args, "device", None) or "auto").is_main:
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115  (for the life of this process)
+        args.quiet = True
 
 
 if __name__ == "__main__":

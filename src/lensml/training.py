@@ -19,6 +19,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from . import distributed
 from .errors import BadInputError
 from .modelfile import read_tensors, save_tensors
 
@@ -35,8 +36,19 @@ class TrainState:
     history: list[dict] = field(default_factory=list)
 
 
-# A batch augmentation: (images, targets, generator) -> (images, targets), seeded by the generator.
-Augment = Callable[[torch.Tensor, torch.Tensor, torch.Generator], tuple[torch.Tensor, torch.Tensor]]
+@dataclass(frozen=True)
+class BatchPart:
+    """Samples start:stop of a global batch of `total`: the share one process of a DDP run trains on."""
+
+    total: int
+    start: int
+    stop: int
+
+
+# A batch augmentation: (images, targets, generator, part) -> (images, targets), seeded by the
+# generator. It draws for the whole global batch and applies the draws of `part` (None: all of
+# it), so every sample is augmented alike however many processes share the batch.
+Augment = Callable[[torch.Tensor, torch.Tensor, torch.Generator, "BatchPart | None"], tuple[torch.Tensor, torch.Tensor]]
 
 
 @dataclass(frozen=True)
@@ -51,14 +63,17 @@ class LoopSettings:
 
 
 def resolve_device(name: str) -> torch.device:
+    """The torch device for `--device`; under torchrun, `cuda` means this process's own GPU."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     try:
         device = torch.device(name)
     except RuntimeError:
         raise BadInputError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise BadInputError("--device cuda asked for, but torch sees no CUDA GPU (see README for GPU installs)")
+    if device.type == "cuda" and device.index is None and distributed.launched():
+        device = torch.device("cuda", distributed.group().local_rank)
     return device
 
 
@@ -116,11 +131,14 @@ def _to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
 
 @torch.inference_mode()
 def mean_loss(model: nn.Module, data: ArraySplit, loss_fn: nn.Module, batch_size: int, device: torch.device) -> float:
+    """Mean loss over `data`; in a DDP run each process scores its share and the sums are pooled."""
     model.eval()
+    share = np.arange(len(data))[distributed.group().part(len(data))]
     total = 0.0
-    for xb, yb in _prefetched(data.batch(rows) for rows in _batch_rows(len(data), batch_size)):
+    for xb, yb in _prefetched(data.batch(rows) for rows in _batch_rows(len(share), batch_size, share)):
         total += float(loss_fn(model(_to_device(xb, device)), yb.to(device))) * len(xb)
-    return total / max(len(data), 1)
+    total, n = distributed.all_sum([total, float(len(share))], device)
+    return total / max(n, 1)
 
 
 def fit(
@@ -134,36 +152,52 @@ def fit(
     on_epoch_end: Callable[[TrainState, bool], None],
     progress: bool = True,
 ) -> TrainState:
-    """Train from `state.epoch` to `settings.epochs`; call `on_epoch_end(state, improved)` after each."""
+    """Train from `state.epoch` to `settings.epochs`; call `on_epoch_end(state, improved)` after each.
+
+    Under torchrun each process trains on its part of every global batch (`distributed`);
+    `on_epoch_end` then runs in every process and must leave the writing to rank 0.
+    """
     loss_fn = LOSSES[settings.loss]()
+    group = distributed.group()
     model.to(device).to(memory_format=torch.channels_last)
+    stepper = distributed.wrap(model, device)
     for epoch in range(state.epoch, settings.epochs):
         seed = _epoch_seed(settings.seed, epoch)
         generator = torch.Generator().manual_seed(seed)
-        torch.manual_seed(seed)
+        torch.manual_seed(seed + group.rank)  # dropout: each process its own draws
         lr = epoch_lr(settings, epoch)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        model.train()
+        for param_group in optimizer.param_groups:
+            param_group["lr"] = lr
+        stepper.train()
         started, total, seen = time.perf_counter(), 0.0, 0
         order = torch.randperm(len(train), generator=generator).numpy()
 
-        def prepared():
+        def prepared(order=order, generator=generator):
             for rows in _batch_rows(len(train), settings.batch_size, order):
-                xb, yb = train.batch(rows)
-                yield settings.augment(xb, yb, generator) if settings.augment is not None else (xb, yb)
+                if len(rows) < group.world:  # a last batch too small to share: every process skips it
+                    continue
+                part = group.part(len(rows))
+                xb, yb = train.batch(rows[part])
+                if settings.augment is not None:
+                    xb, yb = settings.augment(xb, yb, generator, BatchPart(len(rows), part.start, part.stop))
+                yield xb, yb, len(rows)
 
-        bar = tqdm(total=len(train), desc=f"epoch {epoch + 1}/{settings.epochs}", unit="img", disable=not progress, leave=False)
-        for xb, yb in _prefetched(prepared()):
-            loss = loss_fn(model(_to_device(xb, device)), yb.to(device))
+        bar = tqdm(total=len(train), desc=f"epoch {epoch + 1}/{settings.epochs}", unit="img",
+                   disable=not progress or not group.is_main, leave=False)
+        for xb, yb, batch_total in _prefetched(prepared()):
+            # DDP averages gradients over processes; weighting each process's mean by its share makes
+            # the step the one for the mean over the whole batch.
+            weight = len(xb) * group.world / batch_total
+            loss = loss_fn(stepper(_to_device(xb, device)), yb.to(device))
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            (loss * weight).backward()
             optimizer.step()
             total += float(loss.detach()) * len(xb)
             seen += len(xb)
-            bar.update(len(xb))
+            bar.update(batch_total)
             bar.set_postfix(loss=f"{total / seen:.4g}")
         bar.close()
+        total, seen = distributed.all_sum([total, float(seen)], device)
         row = {"epoch": epoch + 1, "lr": lr, "train_loss": total / seen, "seconds": time.perf_counter() - started}
         if val is not None and len(val):
             row["val_loss"] = mean_loss(model, val, loss_fn, settings.batch_size, device)
@@ -175,8 +209,9 @@ def fit(
         state.history.append(row)
         on_epoch_end(state, improved)
         extra = f"  val_loss {row['val_loss']:.4g}" if "val_loss" in row else ""
-        tqdm.write(f"epoch {epoch + 1}/{settings.epochs}  train_loss {row['train_loss']:.4g}{extra}  "
-                   f"lr {lr:.2e}  {row['seconds']:.1f}s{'  *' if improved else ''}")  # a log line, also with -q
+        if group.is_main:
+            tqdm.write(f"epoch {epoch + 1}/{settings.epochs}  train_loss {row['train_loss']:.4g}{extra}  "
+                       f"lr {lr:.2e}  {row['seconds']:.1f}s{'  *' if improved else ''}")  # a log line, also with -q
     return state
 
 

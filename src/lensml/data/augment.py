@@ -9,9 +9,13 @@ with a single `grid_sample`; pixels that come from outside the image are zero.
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
+
+if TYPE_CHECKING:
+    from ..training import BatchPart
 
 MAX_SHIFT = 0.10  # fraction of the image side
 SCALE_RANGE = (0.75, 1.1)
@@ -51,6 +55,9 @@ def apply_affine(images: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
     return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
-def augment_batch(images: torch.Tensor, labels: torch.Tensor, generator: torch.Generator):
-    """Randomly augment a batch (N, C, H, W); labels pass through unchanged."""
-    return apply_affine(images, random_affine(images.shape[0], generator)), labels
+def augment_batch(images: torch.Tensor, labels: torch.Tensor, generator: torch.Generator, part: BatchPart | None = None):
+    """Randomly augment a batch (N, C, H, W), or `part` of a global batch; labels pass through unchanged."""
+    theta = random_affine(images.shape[0] if part is None else part.total, generator)
+    if part is not None:
+        theta = theta[part.start : part.stop]
+    return apply_affine(images, theta), labels

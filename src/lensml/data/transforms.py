@@ -59,9 +59,13 @@ def d4_target_signs(targets: Sequence[str], element: int) -> torch.Tensor:
     return torch.tensor(signs)
 
 
-def random_d4(images: torch.Tensor, targets: torch.Tensor, generator: torch.Generator, names: Sequence[str]):
-    """Give each sample of a batch its own random D4 view, with targets transformed to match."""
-    elements = torch.randint(0, 8, (images.shape[0],), generator=generator)
+def random_d4(images: torch.Tensor, targets: torch.Tensor, generator: torch.Generator, part=None, *,
+              names: Sequence[str]):
+    """Give each sample of a batch (or of `part` of a global batch, a `training.BatchPart`) its own
+    random D4 view, with targets transformed to match."""
+    elements = torch.randint(0, 8, (images.shape[0] if part is None else part.total,), generator=generator)
+    if part is not None:
+        elements = elements[part.start : part.stop]
     out_x, out_y = images.clone(), targets.clone()
     for element in range(1, 8):
         mask = elements == element

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .. import distributed
 from ..data.augment import augment_batch
 from ..data.challenge_set import load_challenge_set
 from ..errors import BadInputError
@@ -23,7 +24,8 @@ def train_lens(data_dir: str, model: str, config: LensTrainConfig, remove: bool 
     out = model_path(model)
     if remove:
         remove_model(out)
-    data = load_challenge_set(data_dir, config.norm, progress=progress)
+    with distributed.main_first():  # one process builds the packed cache, the others then read it
+        data = load_challenge_set(data_dir, config.norm, progress=progress)
     if len(set(data.labels.tolist())) < 2:
         raise BadInputError(f"{data_dir}: training needs both lenses and non-lenses")
     _, val_idx = split_indices(len(data.ids), config.val_fraction, config.seed, strata=data.labels)

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .. import distributed
 from ..errors import BadInputError
 from ..io.atomic import sweep_stale_temps
 from ..modelfile import ModelInfo, decode_header, read_tensors, save_model
@@ -73,7 +74,8 @@ def train_network(
     """Train `info.arch` on images (N, C, H, W) and raw targets (N, T), going on from any checkpoint."""
     device = resolve_device(device_name)
     ckpt = checkpoint_path(out)
-    sweep_stale_temps(out.parent)
+    if distributed.group().is_main:
+        sweep_stale_temps(out.parent)
     train_idx = np.setdiff1d(np.arange(len(images)), val_idx)
     torch.manual_seed(settings.seed)
     try:
@@ -96,6 +98,8 @@ def train_network(
 
     def on_epoch_end(st: TrainState, improved: bool) -> None:
         nonlocal best_weights
+        if not distributed.group().is_main:  # in a DDP run, rank 0 writes
+            return
         if improved:
             best_weights = copy.deepcopy(net.state_dict())
         info.training = {

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from ..data.stamps import load_stamps
+from .. import distributed
 from ..data.transforms import SPIN2_COMPONENT, random_d4
 from ..errors import BadInputError
 from ..io.manifest import read_manifest
@@ -57,7 +58,7 @@ def train_shear(
     data = DataIdentity(str(manifest.path), manifest.sha256, len(manifest))
     train_network(out, info, images, targets, val_idx, settings, config.to_dict(), data,
                   device_name=config.device, weight_decay=config.weight_decay, progress=progress)
-    if config.calibrate:
+    if config.calibrate and distributed.group().is_main:
         if len(val_idx) < MIN_CALIBRATION or not np.ptp(targets[val_idx], axis=0).any():
             print(f"not calibrated: {len(val_idx)} validation stamps (at least {MIN_CALIBRATION} needed, "
                   "with true values that differ)")
