@@ -39,3 +39,62 @@ def test_read_errors_name_the_file(tmp_path):
     fits.PrimaryHDU(np.zeros((2, 3, 3), np.float32)).writeto(cube)
     with pytest.raises(BadInputError, match="2-D"):
         read_fits_image(cube)
+
+
+def _astropy_first_image(path):
+    with fits.open(path) as hdus:
+        return next(np.asarray(h.data, dtype=np.float32) for h in hdus if h.data is not None and h.is_image)
+
+
+@pytest.mark.parametrize("case", ["f32", "f64", "u8", "i16", "i32", "i16_bzero", "i32_bscale", "f32_bscale",
+                                  "i16_blank", "extension", "compressed", "truncated"])
+def test_reader_agrees_with_astropy(tmp_path, case):
+    """The direct reader of plain primary images, and astropy for every other file, give astropy's values."""
+    from lensml.io import fits as lensml_fits
+
+    rng = np.random.default_rng(1)
+    path = tmp_path / f"{case}.fits"
+    kind = case.split("_")[0]
+    data = {"f32": rng.normal(size=(9, 7)).astype(np.float32), "f64": rng.normal(size=(9, 7)),
+            "u8": rng.integers(0, 255, (9, 7)).astype(np.uint8), "i16": rng.integers(-999, 999, (9, 7)).astype(np.int16),
+            "i32": rng.integers(-10**6, 10**6, (9, 7)).astype(np.int32)}.get(kind, rng.normal(size=(9, 7)).astype(np.float32))
+    hdu = fits.PrimaryHDU(data)
+    if case == "i16_bzero":
+        hdu = fits.PrimaryHDU(rng.integers(0, 60000, (9, 7)).astype(np.uint16))  # stored as int16 + BZERO 32768
+    if case in ("i32_bscale", "f32_bscale"):
+        hdu.header["BSCALE"], hdu.header["BZERO"] = 0.25, -3.0
+    if case == "i16_blank":
+        data[0, 0] = -32768
+        hdu = fits.PrimaryHDU(data.astype(np.int16))
+        hdu.header["BLANK"] = -32768
+    if case == "extension":
+        fits.HDUList([fits.PrimaryHDU(), fits.ImageHDU(data)]).writeto(path)
+    elif case == "compressed":
+        fits.HDUList([fits.PrimaryHDU(), fits.CompImageHDU(data)]).writeto(path)
+    else:
+        hdu.writeto(path)
+    raw = path.read_bytes()
+    fast = lensml_fits._plain_primary_image(raw)
+    assert (fast is None) == (case in ("extension", "compressed"))
+    if case == "truncated":
+        path.write_bytes(raw[:-2880])
+        assert lensml_fits._plain_primary_image(path.read_bytes()) is None
+        with pytest.raises(BadInputError, match="truncated.fits"):
+            read_fits_image(path)
+        return
+    expected = _astropy_first_image(path)
+    got = read_fits_image(path)
+    assert got.dtype == np.float32 and got.shape == expected.shape
+    np.testing.assert_allclose(got, expected, rtol=1e-6, equal_nan=True)
+    if case == "i16_blank":
+        assert np.isnan(got[0, 0])
+
+
+def test_reader_reads_the_challenge_files_as_astropy_does():
+    from conftest import SHARED_DATA
+
+    files = sorted((SHARED_DATA / "challenge_samples").rglob("*.fits"))
+    if not files:
+        pytest.skip("shared challenge samples not present")
+    for path in files:
+        np.testing.assert_array_equal(read_fits_image(path), _astropy_first_image(path))

@@ -146,7 +146,11 @@ def build_parser() -> argparse.ArgumentParser:
                          help="data.json, its folder, a challenge folder, or one FITS/TIFF image")
     _add_common_model_flags(predict)
     predict.add_argument("--psf", help="PSF stamp for a single image, when the model takes one")
-    predict.add_argument("-o", "--output", help="write predictions to this CSV")
+    predict.add_argument("-o", "--output", help="write predictions to this CSV (rows are added as batches finish; "
+                         "a rerun completes an interrupted file)")
+    predict.add_argument("--workers", type=_nonneg_int, default=None,
+                         help="lens: processes that read and normalise scenes while the model runs (default 1)")
+    predict.add_argument("--shard", help="lens: score only shard K of N of the scenes (independent jobs)")
     predict.set_defaults(run=_run_predict)
 
     features = sub.add_parser("features", help="draw the feature maps of every convolutional layer for one image")
@@ -296,11 +300,15 @@ def _run_predict(args: argparse.Namespace) -> None:
     from .workflows.tasks import model_task
 
     if model_task(args.model) == "lens":
-        from .workflows.lens_eval import predict_lens
+        from .simulate.record import parse_shard
+        from .workflows.lens_predict import predict_lens
 
         predict_lens(args.input, args.model, out_csv=args.output, device=args.device, batch_size=args.batch_size,
+                     workers=1 if args.workers is None else args.workers, shard=parse_shard(args.shard) if args.shard else None,
                      progress=not args.quiet)
         return
+    if args.shard or args.workers is not None:
+        raise BadInputError("--shard and --workers apply to lens finders; shear predictions read the data.json at once")
     from .workflows.shear_eval import predict_shear
 
     predict_shear(args.input, args.model, psf=args.psf, out_csv=args.output, device=args.device,

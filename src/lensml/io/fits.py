@@ -23,11 +23,72 @@ def _first_image(path: Path) -> np.ndarray:
     raise BadInputError(f"{path}: FITS file holds no image")
 
 
+BLOCK = 2880  # FITS files are made of 2880-byte blocks
+_DTYPES = {8: ">u1", 16: ">i2", 32: ">i4", 64: ">i8", -32: ">f4", -64: ">f8"}
+
+
+def _header_value(card: bytes) -> str:
+    """The value field of a fixed-format card, without its comment (numbers and logicals only)."""
+    return card[10:].split(b"/", 1)[0].strip().decode("ascii", "replace")
+
+
+def _plain_primary_image(raw: bytes) -> np.ndarray | None:
+    """The primary 2-D image of an uncompressed FITS file, read without astropy; None for any other file.
+
+    Survey cutouts are tiny single-HDU files, for which astropy's general machinery costs about
+    ten times the reading itself. Anything unusual (image in an extension, compression, random
+    groups, a header this parser does not follow, truncated data) returns None and astropy reads it.
+    """
+    keys: dict[bytes, str] = {}
+    for start in range(0, len(raw) - 79, 80):
+        card = raw[start : start + 80]
+        key = card[:8].rstrip()
+        if key == b"END":
+            data_start = (start // BLOCK + 1) * BLOCK
+            break
+        if card[8:10] == b"= " and key in (b"SIMPLE", b"BITPIX", b"NAXIS", b"NAXIS1", b"NAXIS2", b"NAXIS3",
+                                            b"BSCALE", b"BZERO", b"BLANK", b"GROUPS"):
+            keys[key] = _header_value(card)
+    else:
+        return None
+    try:
+        if keys.get(b"SIMPLE") != "T" or keys.get(b"NAXIS") != "2" or b"GROUPS" in keys:
+            return None
+        dtype = _DTYPES[int(keys[b"BITPIX"])]
+        width, height = int(keys[b"NAXIS1"]), int(keys[b"NAXIS2"])
+        scale, zero = float(keys.get(b"BSCALE", "1").replace("D", "E")), float(keys.get(b"BZERO", "0").replace("D", "E"))
+    except (KeyError, ValueError):
+        return None
+    size = width * height * np.dtype(dtype).itemsize
+    if width < 1 or height < 1 or len(raw) < data_start + size:
+        return None
+    data = np.frombuffer(raw, dtype=dtype, count=width * height, offset=data_start).reshape(height, width)
+    if scale == 1 and zero == 0:
+        image = data.astype(np.float32)
+    else:
+        image = (data.astype(np.float64) * scale + zero).astype(np.float32)
+    if b"BLANK" in keys and dtype[1] in "ui":
+        try:
+            image[data == int(keys[b"BLANK"])] = np.nan
+        except ValueError:
+            return None
+    return image
+
+
 def read_fits_image(path: str | os.PathLike) -> np.ndarray:
     """Return the data of the first HDU that holds a 2-D image, as float32."""
     path = Path(path)
-    if not path.is_file():
-        raise MissingFileError(f"{path}: no such file")
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise MissingFileError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise MissingFileError(f"{path}: a folder, not a FITS file") from None
+    except OSError as exc:
+        raise BadInputError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    image = _plain_primary_image(raw)
+    if image is not None:
+        return image
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", AstropyWarning)  # damaged headers end in one clear error below
@@ -39,9 +100,6 @@ def read_fits_image(path: str | os.PathLike) -> np.ndarray:
     if data.ndim != 2:
         raise BadInputError(f"{path}: expected a 2-D image, found shape {data.shape}")
     return data
-
-
-BLOCK = 2880  # FITS files are made of 2880-byte blocks
 
 
 def _card(key: str, value: object, comment: str = "") -> str:

@@ -1,4 +1,4 @@
-"""`lensml evaluate`, `predict` and `compare` for lens finders, scored as the challenge did."""
+"""`lensml evaluate` and `compare` for lens finders, scored as the challenge did."""
 
 from __future__ import annotations
 
@@ -10,10 +10,9 @@ import numpy as np
 import torch
 
 from ..data.challenge_set import ChallengeSet, load_challenge_set
-from ..data.inputs import model_input
 from ..errors import BadInputError
 from ..io.atomic import write_json_atomic
-from ..io.tables import format_table, write_csv
+from ..io.tables import format_table
 from ..metrics.detection import detection_metrics, roc_curve
 from ..modelfile import ModelInfo, load_model
 from ..plots import plot_roc
@@ -75,13 +74,13 @@ def score_model(data_dir: str, model_file: str, device: str = "auto", batch_size
                             "ROC figures need lenses and non-lenses")
     results: dict[str, Any] = {"model": str(model_file), "arch": info.arch, "data": str(data.root), "subset": subset,
                                **detection_metrics(labels, scores), "seconds_per_image": per_image,
-                               "device": _device_name(dev)}
+                               "device": device_name(dev)}
     return results, labels, scores
 
 
-def _device_name(device: torch.device) -> str:
+def device_name(device: torch.device) -> str:
     if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
+        return torch.cuda.getdevice_name(device)
     import platform
 
     return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
@@ -109,29 +108,3 @@ def evaluate_lens(data_dir: str, model_files: Sequence[str], device: str = "auto
     if plot_path:
         plot_roc(plot_path, curves)
     return results
-
-
-def predict_lens(input_path: str, model_file: str, out_csv: str | None = None, device: str = "auto",
-                 batch_size: int = 256, progress: bool = True) -> np.ndarray:
-    """Lens probability per ID of a challenge folder, or for one scene given by one of its band files."""
-    dev = resolve_device(device)
-    net, info = load_model(model_file, dev)
-    path = Path(input_path)
-    if path.is_dir():
-        data = load_challenge_set(path, info.norm, need_labels=False, progress=progress)
-        _check_bands(info, data, model_file)
-        ids, images, labels = data.ids, data.images, data.labels
-    else:
-        ids, images, labels = np.array([-1]), model_input(info, str(path), None), None
-    scores, per_image = lens_scores(net, images, dev, batch_size, progress)
-    header = ["ID", "p_lens", *(["is_lens"] if labels is not None else [])]
-    rows = [[int(i), float(p), *([int(labels[k])] if labels is not None else [])] for k, (i, p) in enumerate(zip(ids, scores))]
-    if not path.is_dir():
-        print(f"p_lens = {scores[0]:.5f}")
-    elif out_csv:
-        print(f"scored {len(rows)} images ({per_image * 1e3:.3f} ms each)")
-    else:
-        print(format_table(header, rows))
-    if out_csv:
-        write_csv(out_csv, header, rows)
-    return scores

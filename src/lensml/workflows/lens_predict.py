@@ -1,0 +1,206 @@
+"""`lensml predict` for lens finders: a survey's scenes streamed through the model.
+
+Scenes are read and normalised a batch at a time by loader processes, so memory does not grow
+with the number of scenes, and no packed cache is built (a survey's would not fit on disk).
+Rows are appended to `OUT.partial` as batches finish; a rerun with the same model and input keeps
+the rows already there and scores the rest, and `OUT` appears, complete, only at the end.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from ..data.band_norm import normalise_bands
+from ..data.challenge_set import is_challenge_folder
+from ..data.inputs import model_input
+from ..errors import BadInputError, MissingFileError
+from ..io.atomic import write_json_atomic
+from ..io.challenge import detect_survey, get_survey, label_file, labels_for, list_ids, read_scene, read_scene_files
+from ..io.tables import format_table
+from ..modelfile import ModelInfo, load_model, model_path
+from ..training import resolve_device
+from .lens_eval import device_name
+
+
+@dataclass(frozen=True)
+class SceneList:
+    """The scenes to score: keys (IDs of a challenge folder, or file names of a list) and how to read one."""
+
+    key_name: str  # CSV column of the keys: "ID" or "file"
+    keys: list
+    root: Path
+    survey: str | None  # a challenge folder's survey; None for a list of files
+    n_bands: int
+
+    def read(self, key) -> np.ndarray:
+        if self.survey is not None:
+            return read_scene(self.root, self.survey, int(key))
+        return read_scene_files(self.root / key, self.n_bands)
+
+
+def scene_list(path: Path, n_bands: int) -> SceneList:
+    """A challenge folder, or a text file naming one band file per scene (other bands found by name)."""
+    if is_challenge_folder(path):
+        survey = detect_survey(path)
+        if len(get_survey(survey).bands) != n_bands:
+            raise BadInputError(f"the model takes {n_bands} band(s); {path} is a {survey} folder")
+        return SceneList("ID", list_ids(path, survey), path, survey, n_bands)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BadInputError(f"{path}: cannot read the list of files ({exc})") from None
+    files = [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
+    if not files:
+        raise BadInputError(f"{path}: lists no files (one FITS band file per scene, one per line)")
+    return SceneList("file", files, path.parent, None, n_bands)
+
+
+class _Batches(torch.utils.data.Dataset):
+    """Batch k of the scenes, read and normalised (runs in the loader processes)."""
+
+    def __init__(self, scenes: SceneList, keys: list, batch_size: int, norm: str):
+        self.scenes, self.keys, self.batch_size, self.norm = scenes, keys, batch_size, norm
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.keys) / self.batch_size)
+
+    def __getitem__(self, k: int) -> tuple[list, torch.Tensor]:
+        keys = self.keys[k * self.batch_size : (k + 1) * self.batch_size]
+        scenes = np.stack([self.scenes.read(key) for key in keys])
+        return keys, torch.from_numpy(normalise_bands(scenes, self.norm))
+
+
+class ResumableCsv:
+    """`OUT.partial` grows batch by batch; its rows survive a killed run; `OUT` is renamed into place at the end.
+
+    `OUT.partial.json` records what the rows belong to, so a rerun with another model or input starts over.
+    """
+
+    def __init__(self, path: str | os.PathLike, header: list[str], identity: dict):
+        self.path = Path(path)
+        self.partial = self.path.with_name(self.path.name + ".partial")
+        self.record = self.path.with_name(self.path.name + ".partial.json")
+        self.header, self.identity = header, identity
+
+    def open(self) -> set[str]:
+        """Start or resume; returns the keys already scored."""
+        try:
+            resumable = json.loads(self.record.read_text()) == self.identity and self.partial.is_file()
+        except (OSError, ValueError):
+            resumable = False
+        if not resumable:
+            self.partial.parent.mkdir(parents=True, exist_ok=True)
+            self.partial.write_text(",".join(self.header) + "\n")
+            write_json_atomic(self.record, self.identity)
+            return set()
+        data = self.partial.read_bytes()
+        complete = data[: data.rfind(b"\n") + 1]  # a run killed mid-line leaves a partial last row
+        if len(complete) != len(data):
+            with open(self.partial, "r+b") as f:
+                f.truncate(len(complete))
+        return {line.split(",", 1)[0] for line in complete.decode().splitlines()[1:]}
+
+    def append(self, rows: list[list]) -> None:
+        with open(self.partial, "a", encoding="utf-8") as f:
+            f.writelines(",".join(str(c) for c in row) + "\n" for row in rows)
+
+    def finish(self) -> None:
+        os.replace(self.partial, self.path)
+        self.record.unlink(missing_ok=True)
+
+
+def _model_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def predict_lens(input_path: str, model_file: str, out_csv: str | None = None, device: str = "auto",
+                 batch_size: int = 256, workers: int = 1, shard: tuple[int, int] | None = None,
+                 progress: bool = True) -> np.ndarray:
+    """Lens probability per scene of a challenge folder or a list of files, or for one scene given by a band file."""
+    dev = resolve_device(device)
+    net, info = load_model(model_file, dev)
+    net.eval()
+    path = Path(input_path)
+    if not path.exists():
+        raise MissingFileError(f"{path}: no such file or folder")
+    if path.is_file() and path.suffix.lower() in (".fits", ".fit", ".fz"):
+        with torch.inference_mode():
+            p = torch.sigmoid(net(torch.from_numpy(model_input(info, str(path), None)).to(dev))).item()
+        print(f"p_lens = {p:.5f}")
+        return np.array([p])
+    if path.is_dir() and not is_challenge_folder(path):
+        raise BadInputError(f"{path}: not a challenge folder (no Public/); name a folder, a list of files or an image")
+    scenes = scene_list(path, info.arch_kwargs["in_channels"])
+    keys = scenes.keys if shard is None else scenes.keys[shard[0] - 1 :: shard[1]]
+    labels = _labels(scenes, keys)
+    header = [scenes.key_name, "p_lens", *(["is_lens"] if labels else [])]
+    sink = None
+    if out_csv:
+        identity = {"model_sha256": _model_digest(model_path(model_file)), "input": str(path.resolve()),
+                    "shard": list(shard) if shard else None, "header": header}
+        sink = ResumableCsv(out_csv, header, identity)
+        done = sink.open()
+        if done:
+            print(f"{sink.partial}: {len(done)} scenes already scored; going on with the rest")
+            keys = [k for k in keys if str(k) not in done]
+    scores, printed = _stream(net, info, scenes, keys, labels, dev, batch_size, workers, sink, progress)
+    if sink is not None:
+        sink.finish()
+    else:
+        print(format_table(header, printed))
+    return scores
+
+
+def _labels(scenes: SceneList, keys: list) -> dict | None:
+    if scenes.survey is None:
+        return None
+    try:
+        label_file(scenes.root)
+    except MissingFileError:
+        return None
+    ids = np.asarray(keys, dtype=np.int64)
+    return dict(zip(ids.tolist(), labels_for(scenes.root, ids).tolist()))
+
+
+@torch.inference_mode()
+def _stream(net, info: ModelInfo, scenes: SceneList, keys: list, labels: dict | None, dev: torch.device,
+            batch_size: int, workers: int, sink: ResumableCsv | None, progress: bool):
+    loader = torch.utils.data.DataLoader(
+        _Batches(scenes, keys, batch_size, info.norm), batch_size=None, num_workers=workers,
+        prefetch_factor=2 if workers else None, persistent_workers=False,
+    )
+    started, forward, out, printed = time.perf_counter(), 0.0, [], []
+    bar = tqdm(total=len(keys), desc="predict", unit="img", disable=not progress, leave=False)
+    for batch_keys, x in loader:
+        x = x.to(dev).contiguous(memory_format=torch.channels_last)
+        began = time.perf_counter()
+        p = torch.sigmoid(net(x)).flatten().float().cpu().numpy()
+        forward += time.perf_counter() - began
+        rows = [[k, f"{float(v):.6g}", *([labels[int(k)]] if labels else [])] for k, v in zip(batch_keys, p)]
+        if sink is not None:
+            sink.append(rows)
+        else:
+            printed += rows
+        out.append(p)
+        bar.update(len(batch_keys))
+    bar.close()
+    elapsed = time.perf_counter() - started
+    n = len(keys)
+    if n:
+        print(f"scored {n} images in {elapsed:.1f}s: {n / elapsed:.1f} images/s, forward pass "
+              f"{forward / n * 1e3:.3f} ms/image on {device_name(dev)}")
+    return (np.concatenate(out) if out else np.zeros(0)), printed

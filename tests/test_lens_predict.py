@@ -1,0 +1,123 @@
+"""Streaming prediction over a folder or a list of files: batch-independent scores, resumable CSV,
+shards that add up to the whole, and the same scores as evaluation's cached path."""
+
+import csv
+
+import numpy as np
+import pytest
+
+from lensml.cli import main
+from lensml.data.challenge_set import load_challenge_set
+from lensml.modelfile import load_model
+from lensml.simulate.strong_files import simulate_strong
+from lensml.workflows import lens_predict
+from lensml.workflows.lens_eval import lens_scores
+
+
+def run(*args):
+    return main(["-q", *map(str, args)])
+
+
+def rows(path):
+    with open(path) as f:
+        return list(csv.reader(f))
+
+
+@pytest.fixture(scope="module")
+def survey(tmp_path_factory):
+    root = tmp_path_factory.mktemp("predict")
+    folder = simulate_strong("space", 23, root / "set", seed=9, progress=False, batch_size=23).parent
+    model = root / "flow.safetensors"
+    assert run("train", "-i", folder, "-m", model, "--arch", "lens_flow", "--epochs", 1, "--batch-size", 8) == 0
+    return folder, model
+
+
+def test_streamed_scores_equal_the_cached_scores_whatever_the_batching(survey, tmp_path):
+    folder, model = survey
+    assert run("predict", "-i", folder, "-m", model, "-o", tmp_path / "a.csv", "--batch-size", 5, "--workers", 2) == 0
+    assert run("predict", "-i", folder, "-m", model, "-o", tmp_path / "b.csv", "--workers", 0) == 0
+    a, b = rows(tmp_path / "a.csv"), rows(tmp_path / "b.csv")
+    assert a[0] == ["ID", "p_lens", "is_lens"] and len(a) == 24 and a == b
+    net, info = load_model(model)
+    data = load_challenge_set(folder, info.norm, progress=False)
+    cached, _ = lens_scores(net, data.images, __import__("torch").device("cpu"))
+    np.testing.assert_allclose([float(r[1]) for r in a[1:]], cached, rtol=1e-5)
+    assert [int(r[0]) for r in a[1:]] == data.ids.tolist() and [int(r[2]) for r in a[1:]] == data.labels.tolist()
+    assert not list(tmp_path.glob("*.partial*"))
+
+
+def test_an_interrupted_prediction_is_completed_by_a_rerun(survey, tmp_path, monkeypatch):
+    folder, model = survey
+    full, out = tmp_path / "full.csv", tmp_path / "out.csv"
+    assert run("predict", "-i", folder, "-m", model, "-o", full, "--batch-size", 4, "--workers", 0) == 0
+    append = lens_predict.ResumableCsv.append
+    calls = []
+
+    def dying_append(self, batch):
+        if len(calls) == 2:
+            with open(self.partial, "a") as f:
+                f.write("100011,0.3")  # killed in the middle of a row
+            raise KeyboardInterrupt
+        calls.append(len(batch))
+        append(self, batch)
+
+    monkeypatch.setattr(lens_predict.ResumableCsv, "append", dying_append)
+    assert run("predict", "-i", folder, "-m", model, "-o", out, "--batch-size", 4, "--workers", 0) == 130
+    partial = rows(out.with_name("out.csv.partial"))
+    assert not out.exists() and len(partial) == 1 + 8 + 1 and partial[-1] == ["100011", "0.3"]
+    monkeypatch.setattr(lens_predict.ResumableCsv, "append", append)
+    scored = []
+    monkeypatch.setattr(lens_predict, "_stream", _counting(lens_predict._stream, scored))
+    assert run("predict", "-i", folder, "-m", model, "-o", out, "--batch-size", 4, "--workers", 0) == 0
+    assert scored == [23 - 8]  # only the rest was scored
+    assert out.read_text() == full.read_text()
+    assert not list(tmp_path.glob("*.partial*"))
+
+
+def _counting(stream, scored):
+    def wrapped(net, info, scenes, keys, *args):
+        scored.append(len(keys))
+        return stream(net, info, scenes, keys, *args)
+    return wrapped
+
+
+def test_a_partial_file_of_another_model_is_not_resumed(survey, tmp_path):
+    folder, model = survey
+    out = tmp_path / "out.csv"
+    (tmp_path / "out.csv.partial").write_text("ID,p_lens,is_lens\n100000,0.999,1\n")
+    (tmp_path / "out.csv.partial.json").write_text('{"model_sha256": "another"}')
+    assert run("predict", "-i", folder, "-m", model, "-o", out, "--workers", 0) == 0
+    assert len(rows(out)) == 24 and rows(out)[1][1] != "0.999"
+
+
+def test_shards_and_lists_of_files(survey, tmp_path):
+    folder, model = survey
+    assert run("predict", "-i", folder, "-m", model, "-o", tmp_path / "all.csv", "--workers", 0) == 0
+    for k in (1, 2, 3):
+        assert run("predict", "-i", folder, "-m", model, "-o", tmp_path / f"s{k}.csv", "--shard", f"{k}/3",
+                   "--workers", 0) == 0
+    shards = [r for k in (1, 2, 3) for r in rows(tmp_path / f"s{k}.csv")[1:]]
+    assert sorted(shards) == sorted(rows(tmp_path / "all.csv")[1:])
+
+    files = sorted((folder / "Public" / "Band1").glob("*.fits"))[::2]
+    listing = tmp_path / "scenes.txt"
+    listing.write_text("# one band file per scene\n" + "".join(f"{p}\n" for p in files))
+    assert run("predict", "-i", listing, "-m", model, "-o", tmp_path / "list.csv", "--workers", 0) == 0
+    by_id = {r[0]: r[1] for r in rows(tmp_path / "all.csv")[1:]}
+    listed = rows(tmp_path / "list.csv")
+    assert listed[0] == ["file", "p_lens"] and len(listed) == len(files) + 1
+    for name, p in listed[1:]:
+        assert p == by_id[name.rsplit("-", 1)[1].removesuffix(".fits")]
+
+
+def test_bad_lists_are_one_line_errors(survey, tmp_path, capsys):
+    folder, model = survey
+    empty = tmp_path / "empty.txt"
+    empty.write_text("# nothing\n")
+    missing = tmp_path / "missing.txt"
+    missing.write_text("nowhere/imageEUC_VIS-1.fits\n")
+    for listing, message in ((empty, "lists no files"), (missing, "imageEUC_VIS-1.fits")):
+        assert run("predict", "-i", listing, "-m", model, "-o", tmp_path / "x.csv", "--workers", 0) != 0
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message in err[0]
+    assert not (tmp_path / "x.csv").exists()
