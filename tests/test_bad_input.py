@@ -34,7 +34,8 @@ def bad(tmp_path_factory, weak_set, trained_model):
             fits.PrimaryHDU(galaxy_array).writeto(target, overwrite=True)
         if galaxy_bytes is not None:
             target.write_bytes(galaxy_bytes)
-        (folder / "data.json").write_text(json.dumps(entries[:4]))
+        # a field the training entries lack: evaluation sees stamps the model did not train on
+        (folder / "data.json").write_text(json.dumps([{**e, "copy": 1} for e in entries[:4]]))
 
     manifest("notjson.json", "{oops")
     manifest("object.json", {"galaxy": "x"})

@@ -47,7 +47,7 @@ def test_train_evaluate_predict(weak_set, tmp_path, capsys):
     assert run("train", "-i", weak_set, "-m", model, "--epochs", 1, "--batch-size", 16, "--val-fraction", 0.25,
                "--evaluate") == 0
     out = capsys.readouterr().out
-    assert "HSM REGAUSS" in out and "validation entries" in out
+    assert "HSM REGAUSS" in out and "the 24 entries the model did not train on" in out
 
     report, plot = tmp_path / "eval.json", tmp_path / "eval.png"
     assert run("evaluate", "-i", weak_set, "-m", model, "--json", report, "--plot", plot, "--tta") == 0

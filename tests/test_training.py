@@ -119,3 +119,29 @@ def test_calibration_removes_the_measured_multiplicative_bias(weak_set, trained_
         assert stored["m"][name] == pytest.approx(shear_bias(true, raw[:, k])["m"], abs=1e-9)
         assert shear_bias(true, fixed[:, k])["m"] == pytest.approx(0.0, abs=1e-9)
     assert stored["n"] == 200 and stored["sha256"] == manifest.sha256
+
+
+def test_evaluation_never_scores_a_training_entry_of_a_grown_reordered_copy(weak_set, trained_model, tmp_path):
+    """Entries are recognised by content: copying the set, reordering it and adding new entries
+    leaves exactly the validation entries and the new ones to score."""
+    import json
+
+    from lensml.io.manifest import read_manifest
+    from lensml.workflows.run_training import held_out, manifest_identity
+
+    info = load_model(trained_model)[1]
+    entries = json.loads(weak_set.read_text())
+    val = {json.dumps(entries[i], sort_keys=True) for i in info.training["val_indices"]}
+    new = [{**e, "g1": e["g1"] + 1e-3} for e in entries[:5]]  # other drawn values: other stamps
+    grown = list(reversed(entries)) + new
+    copy = tmp_path / "data.json"
+    copy.write_text(json.dumps(grown))
+    manifest = read_manifest(copy)
+    rows, subset = held_out(info, manifest_identity(manifest), "entries")
+    scored = {json.dumps(manifest.entries[i], sort_keys=True) for i in rows}
+    assert scored == val | {json.dumps(e, sort_keys=True) for e in new}
+    assert f"the {len(val) + 5} entries the model did not train on" == subset
+    with pytest.raises(BadInputError, match="trained on every one"):
+        train_only = tmp_path / "train_only.json"
+        train_only.write_text(json.dumps([e for e in entries if json.dumps(e, sort_keys=True) not in val]))
+        held_out(info, manifest_identity(read_manifest(train_only)), "entries")

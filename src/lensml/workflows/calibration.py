@@ -19,7 +19,7 @@ from ..io.manifest import read_manifest
 from ..metrics.shear import shear_bias
 from ..modelfile import load_model, model_path, save_model
 from ..training import resolve_device
-from .run_training import DataIdentity
+from .run_training import DataIdentity, held_out, manifest_identity
 
 MIN_CALIBRATION = 200
 
@@ -47,11 +47,11 @@ def calibrate_from_manifest(manifest_path: str, model_file: str, device: str = "
     """`lensml calibrate`: measure m on an independent simulated set (every entry is used)."""
     _, info = load_model(model_file)
     manifest = read_manifest(manifest_path, required=info.targets)
-    if info.training.get("data", {}).get("sha256") == manifest.sha256:
-        raise BadInputError(f"{manifest.path} trained this model; calibrate on an independent set")
+    data = manifest_identity(manifest)
+    if len(held_out(info, data, "entries")[0]) < len(manifest):
+        raise BadInputError(f"{manifest.path}: the model trained on entries of it; calibrate on an independent set")
     if len(manifest) < MIN_CALIBRATION:
         raise BadInputError(f"{manifest.path}: {len(manifest)} entries; calibration needs at least {MIN_CALIBRATION}")
     images = load_stamps(manifest, info.inputs, info.norm, shape=info.image_size, progress=progress)
     targets = manifest.targets(info.targets)
-    return calibrate_model(model_path(model_file), images, targets,
-                           DataIdentity(str(manifest.path), manifest.sha256, len(manifest)), device)
+    return calibrate_model(model_path(model_file), images, targets, data, device)

@@ -17,6 +17,7 @@ from ..metrics.detection import detection_metrics, roc_curve
 from ..modelfile import ModelInfo, load_model
 from ..plots import plot_roc
 from ..training import resolve_device
+from .run_training import challenge_identity, held_out
 
 RESULT_KEYS = ("n", "auc", "tpr", "fpr", "tpr0", "tpr10", "seconds_per_image", "device")
 
@@ -45,12 +46,6 @@ def lens_scores(net, images: np.ndarray, device: torch.device, batch_size: int =
     return np.concatenate(out), spent / max(len(rows), 1)
 
 
-def _held_out(info: ModelInfo, data: ChallengeSet) -> tuple[np.ndarray, str]:
-    if info.training.get("data", {}).get("sha256") != data.sha256:
-        return np.arange(len(data.ids)), "all images"
-    return np.sort(np.asarray(info.training["val_indices"], dtype=np.int64)), "the validation images (this folder trained the model)"
-
-
 def _check_bands(info: ModelInfo, data: ChallengeSet, model_file: str) -> None:
     bands = info.arch_kwargs["in_channels"]
     if data.images.shape[1] != bands:
@@ -66,7 +61,7 @@ def score_model(data_dir: str, model_file: str, device: str = "auto", batch_size
         raise BadInputError(f"{model_file} is a {info.task} model; a challenge folder needs a lens finder")
     data = load_challenge_set(data_dir, info.norm, progress=progress)
     _check_bands(info, data, model_file)
-    rows, subset = _held_out(info, data)
+    rows, subset = held_out(info, challenge_identity(data), "images")
     scores, per_image = lens_scores(net, data.images, dev, batch_size, progress, rows=rows)
     labels = data.labels[rows]
     if len(np.unique(labels)) < 2:

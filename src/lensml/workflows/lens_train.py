@@ -12,7 +12,7 @@ from ..modelfile import ModelInfo, model_path
 from ..models import get_spec
 from ..training import LoopSettings
 from .lens_config import LensTrainConfig
-from .run_training import DataIdentity, remove_model, split_indices, train_network
+from .run_training import challenge_identity, remove_model, split_indices, train_network
 
 
 def train_lens(data_dir: str, model: str, config: LensTrainConfig, remove: bool = False, progress: bool = True) -> Path:
@@ -38,7 +38,7 @@ def train_lens(data_dir: str, model: str, config: LensTrainConfig, remove: bool 
     settings = LoopSettings(epochs=config.epochs, batch_size=config.batch_size, lr=config.lr, loss="bce",
                             seed=config.seed, schedule=config.schedule,
                             augment=augment_batch if config.augment else None)
-    identity = DataIdentity(str(data.root), data.sha256, len(data.ids))
+    identity = challenge_identity(data)
     targets = data.labels.astype("float64")[:, None]
     return train_network(out, info, data.images, targets, val_idx, settings, config.to_dict(), identity,
                          device_name=config.device, weight_decay=config.weight_decay, progress=progress)

@@ -5,16 +5,22 @@ The shear and lens-finding workflows prepare arrays and a ModelInfo; this module
 
 from __future__ import annotations
 
+import base64
 import copy
+import hashlib
+import json
 import time
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from .. import distributed
+from ..data.challenge_set import ChallengeSet
 from ..errors import BadInputError
+from ..io.manifest import Manifest
 from ..io.atomic import sweep_stale_temps
 from ..modelfile import ModelInfo, decode_header, read_tensors, save_model
 from ..models import count_parameters
@@ -28,6 +34,49 @@ class DataIdentity:
     path: str
     sha256: str
     n: int
+    digests: np.ndarray | None = field(default=None, compare=False, repr=False)  # one per item, `item_digests`
+
+    def record(self) -> dict:
+        return {"path": self.path, "sha256": self.sha256, "n": self.n}
+
+
+def item_digests(items: Iterable[bytes]) -> np.ndarray:
+    """An 8-byte content digest per item (a scene's pixels, a stamp's manifest entry), as uint64.
+
+    The model file keeps those of its training items, so evaluation recognises them in any folder:
+    after a copy, a reordering, or images added to the training set.
+    """
+    return np.array([int.from_bytes(hashlib.blake2b(item, digest_size=8).digest(), "little") for item in items],
+                    dtype=np.uint64)
+
+
+def manifest_identity(manifest: Manifest) -> DataIdentity:
+    """A data.json's identity, with a digest of each entry (file names and drawn values)."""
+    return DataIdentity(str(manifest.path), manifest.sha256, len(manifest),
+                        item_digests(json.dumps(e, sort_keys=True).encode() for e in manifest.entries))
+
+
+def challenge_identity(data: ChallengeSet) -> DataIdentity:
+    """A challenge folder's identity, with a digest of each normalised scene's pixels."""
+    return DataIdentity(str(data.root), data.sha256, len(data.ids),
+                        item_digests(np.asarray(data.images[k]).tobytes() for k in range(len(data.ids))))
+
+
+def held_out(info: ModelInfo, data: DataIdentity, what: str) -> tuple[np.ndarray, str]:
+    """Rows of `data` the model did not train on, and a phrase saying which they are."""
+    trained = info.training.get("train_digests")
+    if trained is not None and data.digests is not None:
+        seen = np.frombuffer(base64.b64decode(trained), dtype=np.uint64)
+        rows = np.flatnonzero(~np.isin(data.digests, seen))
+        subset = f"all {what}" if len(rows) == data.n else f"the {len(rows)} {what} the model did not train on"
+    elif info.training.get("data", {}).get("sha256") == data.sha256:  # model files from before digests
+        rows = np.sort(np.asarray(info.training.get("val_indices", []), dtype=np.int64))
+        subset = f"the validation {what} (this set trained the model)"
+    else:
+        rows, subset = np.arange(data.n), f"all {what}"
+    if len(rows) == 0:
+        raise BadInputError(f"{data.path}: the model trained on every one of these {what}; evaluate on another set")
+    return rows, subset
 
 
 def checkpoint_path(model_file: Path) -> Path:
@@ -77,6 +126,8 @@ def train_network(
     if distributed.group().is_main:
         sweep_stale_temps(out.parent)
     train_idx = np.setdiff1d(np.arange(len(images)), val_idx)
+    trained_digests = {} if data.digests is None else {
+        "train_digests": base64.b64encode(np.ascontiguousarray(data.digests[train_idx]).tobytes()).decode()}
     torch.manual_seed(settings.seed)
     try:
         net = info.build()
@@ -104,7 +155,7 @@ def train_network(
             best_weights = copy.deepcopy(net.state_dict())
         info.training = {
             "config": config, "epochs_done": st.epoch, "best_val_loss": st.best_val_loss, "history": st.history,
-            "data": vars(data), "val_indices": val_idx.tolist(),
+            "data": data.record(), "val_indices": val_idx.tolist(), **trained_digests,
             "seconds": sum(row["seconds"] for row in st.history), "device": str(device),
         }
         best = copy.deepcopy(net)

@@ -21,6 +21,7 @@ from ..metrics.shear import rmse, shear_metrics
 from ..modelfile import ModelInfo, load_model
 from ..plots import plot_shear_scatter
 from ..training import resolve_device
+from .run_training import held_out, manifest_identity
 
 SHEAR = ("g1", "g2")
 MIN_STAMPS = 3  # a straight-line fit with standard errors
@@ -29,17 +30,6 @@ MIN_STAMPS = 3  # a straight-line fit with standard errors
 def _require_shear(info: ModelInfo, model_file: str) -> None:
     if info.task != "shear":
         raise BadInputError(f"{model_file} is a {info.task} model; a data.json needs a shear model")
-
-
-def held_out_indices(info: ModelInfo, manifest: Manifest) -> tuple[list[int], str]:
-    """Score only the validation entries when `manifest` is the one the model trained on."""
-    trained_on = info.training.get("data", {}).get("sha256")
-    if trained_on != manifest.sha256:
-        return list(range(len(manifest))), "all entries"
-    val = info.training.get("val_indices", [])
-    if not val:
-        raise BadInputError(f"{manifest.path}: the model trained on every entry of this data.json; evaluate on another set")
-    return list(val), "the validation entries (this data.json trained the model)"
 
 
 def _stamp_channels(manifest: Manifest, info: ModelInfo, indices: list[int], with_psf: bool, progress: bool):
@@ -66,7 +56,8 @@ def evaluate_shear(
     net, info = load_model(model_file, dev)
     _require_shear(info, model_file)
     manifest = read_manifest(manifest_path, required=info.targets)
-    indices, subset = held_out_indices(info, manifest)
+    rows, subset = held_out(info, manifest_identity(manifest), "entries")
+    indices = rows.tolist()
     if len(indices) < MIN_STAMPS:
         raise BadInputError(f"{manifest.path}: {len(indices)} stamps to score; m and c need at least {MIN_STAMPS}")
     with_hsm = hsm is not None and all("psf" in manifest.entries[i] for i in indices)

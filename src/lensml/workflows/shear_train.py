@@ -16,7 +16,7 @@ from ..modelfile import ModelInfo, model_path
 from ..models import get_spec
 from ..training import LoopSettings
 from .calibration import MIN_CALIBRATION, calibrate_model
-from .run_training import DataIdentity, remove_model, split_indices, train_network
+from .run_training import manifest_identity, remove_model, split_indices, train_network
 from .shear_config import ShearTrainConfig
 
 
@@ -55,7 +55,7 @@ def train_shear(
         epochs=config.epochs, batch_size=config.batch_size, lr=config.lr, loss=config.loss, seed=config.seed,
         schedule=config.schedule, augment=partial(random_d4, names=config.targets) if config.augment else None,
     )
-    data = DataIdentity(str(manifest.path), manifest.sha256, len(manifest))
+    data = manifest_identity(manifest)
     train_network(out, info, images, targets, val_idx, settings, config.to_dict(), data,
                   device_name=config.device, weight_decay=config.weight_decay, progress=progress)
     if config.calibrate and distributed.group().is_main:
@@ -63,6 +63,5 @@ def train_shear(
             print(f"not calibrated: {len(val_idx)} validation stamps (at least {MIN_CALIBRATION} needed, "
                   "with true values that differ)")
         else:
-            calibrate_model(out, images[val_idx], targets[val_idx], DataIdentity(str(manifest.path), manifest.sha256,
-                            len(val_idx)), config.device)
+            calibrate_model(out, images[val_idx], targets[val_idx], data, config.device)
     return out
