@@ -1,6 +1,9 @@
-"""Throughput of the six lens finders on this machine: training and inference images per second.
+"""Throughput of the six lens finders on this machine: training and inference images per second,
+and inference as a fraction of what the machine's matrix multiply reaches.
 
-Median of --repeats timed steps after a warm-up, channels-last on CPU, random 101x101 inputs.
+Median of --repeats timed steps after a warm-up, channels-last, random 101x101 inputs. FLOPs per
+image are counted by torch's FlopCounterMode (a multiply-add is 2 FLOPs); the machine's rate is
+the median of large float32 matmuls timed in the same run, with the same threads.
 
     python benchmarks/lens_models.py [--bands 1] [--train-batch 64] [--infer-batch 256] [--repeats 5]
 """
@@ -12,8 +15,27 @@ import statistics
 import time
 
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 from lensml.models import count_parameters, create_model, list_models
+from lensml.training import resolve_device
+
+
+def _matmul_flops(device: torch.device, repeats: int, side: int = 2048) -> float:
+    a, b = torch.rand(side, side, device=device), torch.rand(side, side, device=device)
+    return 2 * side**3 / _timed(lambda: _sync(a @ b, device), repeats)
+
+
+def _sync(result, device: torch.device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return result
+
+
+def _forward_flops(model: torch.nn.Module, bands: int, device: torch.device) -> float:
+    with FlopCounterMode(display=False) as counter, torch.inference_mode():
+        model.eval()(torch.rand(1, bands, 101, 101, device=device))
+    return counter.get_total_flops()
 
 
 def _timed(step, repeats: int) -> float:
@@ -32,15 +54,21 @@ def main() -> None:
     parser.add_argument("--train-batch", type=int, default=64)
     parser.add_argument("--infer-batch", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda")
     args = parser.parse_args()
-    print(f"{args.bands} band(s), torch {torch.__version__}, {torch.get_num_threads()} threads")
-    print(f"{'model':>14} {'params':>11} {'train img/s':>12} {'infer img/s':>12} {'ms/img':>8}")
+    device = resolve_device(args.device)
+    peak = _matmul_flops(device, args.repeats)
+    print(f"{args.bands} band(s), torch {torch.__version__}, {device}, {torch.get_num_threads()} threads; "
+          f"float32 matmul {peak / 1e9:.0f} GFLOP/s")
+    print(f"{'model':>14} {'params':>11} {'MFLOP/img':>10} {'train img/s':>12} {'infer img/s':>12} {'ms/img':>8} "
+          f"{'of matmul':>9}")
     for spec in list_models("lens"):
-        model = create_model(spec.name, in_channels=args.bands).to(memory_format=torch.channels_last)
+        model = create_model(spec.name, in_channels=args.bands).to(device).to(memory_format=torch.channels_last)
+        flops = _forward_flops(model, args.bands, device)
         optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
         loss_fn = torch.nn.BCEWithLogitsLoss()
-        x = torch.rand(args.train_batch, args.bands, 101, 101).contiguous(memory_format=torch.channels_last)
-        y = (torch.rand(args.train_batch, 1) > 0.5).float()
+        x = torch.rand(args.train_batch, args.bands, 101, 101, device=device).contiguous(memory_format=torch.channels_last)
+        y = (torch.rand(args.train_batch, 1, device=device) > 0.5).float()
 
         def train_step():
             model.train()
@@ -48,17 +76,19 @@ def main() -> None:
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
+            _sync(None, device)
 
-        xi = torch.rand(args.infer_batch, args.bands, 101, 101).contiguous(memory_format=torch.channels_last)
+        xi = torch.rand(args.infer_batch, args.bands, 101, 101, device=device).contiguous(memory_format=torch.channels_last)
 
         def infer_step():
             model.eval()
             with torch.inference_mode():
-                model(xi)
+                _sync(model(xi), device)
 
         train = args.train_batch / _timed(train_step, args.repeats)
         infer = args.infer_batch / _timed(infer_step, args.repeats)
-        print(f"{spec.name:>14} {count_parameters(model):>11,} {train:>12.1f} {infer:>12.1f} {1e3 / infer:>8.2f}")
+        print(f"{spec.name:>14} {count_parameters(model):>11,} {flops / 1e6:>10.1f} {train:>12.1f} {infer:>12.1f} "
+              f"{1e3 / infer:>8.3f} {flops * infer / peak:>9.1%}")
 
 
 if __name__ == "__main__":
