@@ -11,19 +11,18 @@ the median of large float32 matmuls timed in the same run, with the same threads
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from _timing import timed
 from lensml.models import count_parameters, create_model, list_models
 from lensml.training import resolve_device
 
 
 def _matmul_flops(device: torch.device, repeats: int, side: int = 2048) -> float:
     a, b = torch.rand(side, side, device=device), torch.rand(side, side, device=device)
-    return 2 * side**3 / _timed(lambda: _sync(a @ b, device), repeats)
+    return 2 * side**3 / timed(lambda: _sync(a @ b, device), repeats)
 
 
 def _sync(result, device: torch.device):
@@ -36,16 +35,6 @@ def _forward_flops(model: torch.nn.Module, bands: int, device: torch.device) -> 
     with FlopCounterMode(display=False) as counter, torch.inference_mode():
         model.eval()(torch.rand(1, bands, 101, 101, device=device))
     return counter.get_total_flops()
-
-
-def _timed(step, repeats: int) -> float:
-    step()  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def main() -> None:
@@ -85,8 +74,8 @@ def main() -> None:
             with torch.inference_mode():
                 _sync(model(xi), device)
 
-        train = args.train_batch / _timed(train_step, args.repeats)
-        infer = args.infer_batch / _timed(infer_step, args.repeats)
+        train = args.train_batch / timed(train_step, args.repeats)
+        infer = args.infer_batch / timed(infer_step, args.repeats)
         print(f"{spec.name:>14} {count_parameters(model):>11,} {flops / 1e6:>10.1f} {train:>12.1f} {infer:>12.1f} "
               f"{1e3 / infer:>8.3f} {flops * infer / peak:>9.1%}")
 

@@ -13,28 +13,17 @@ in every epoch after the first on a machine with the memory for them.
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from _timing import timed
 from lensml.data.band_norm import normalise_bands
 from lensml.data.challenge_set import load_challenge_set
 from lensml.io import challenge
 from lensml.io.fits import _first_image
 from lensml.training import ArraySplit
-
-
-def _timed(step, repeats: int) -> float:
-    step()  # warm-up: files and cache into the page cache
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def main() -> None:
@@ -61,10 +50,10 @@ def main() -> None:
 
     lensml_reader = challenge.read_fits_image
     challenge.read_fits_image = lambda path: _first_image(Path(path))
-    astropy_files = _timed(from_files, args.repeats)
+    astropy_files = timed(from_files, args.repeats)
     challenge.read_fits_image = lensml_reader
-    lensml_files = _timed(from_files, args.repeats)
-    cache = _timed(from_cache, args.repeats)
+    lensml_files = timed(from_files, args.repeats)
+    cache = timed(from_cache, args.repeats)
     bands = data.images.shape[1]
     print(f"{data.root} ({data.survey}, {bands} band(s), {len(data.ids)} scenes), {args.batches} batches of "
           f"{args.batch}, torch {torch.__version__}")
