@@ -64,6 +64,10 @@ def bad(tmp_path_factory, weak_set, trained_model):
     nolabel = root / "nolabel"
     shutil.copytree(SAMPLES / "space", nolabel)
     (nolabel / "classifications.csv").write_text("ID,is_lens\n100002,1\n")
+    orphan = root / "orphanlabel"
+    shutil.copytree(SAMPLES / "space", orphan)
+    with open(orphan / "classifications.csv", "a") as f:
+        f.write("999999,1\n")
     nocolumn = root / "nocolumn"
     shutil.copytree(SAMPLES / "space", nocolumn)
     (nocolumn / "classifications.csv").write_text("ID,lens\n100002,1\n")
@@ -111,6 +115,7 @@ CASES = [
     (["evaluate", "-i", "{root}/space", "-m", "{model}"], 2, "is a shear model"),
     # challenge folders
     (["train", "-i", "{root}/nolabel", "--arch", "lens_flow"], 2, "has no label"),
+    (["train", "-i", "{root}/orphanlabel", "--arch", "lens_flow"], 2, "999999 has a label but no image"),
     (["train", "-i", "{root}/nocolumn", "--arch", "lens_flow"], 2, "is_lens"),
     (["train", "-i", "{root}/missingband", "--arch", "lens_flow"], 2, "100004"),
     (["train", "-i", "{root}/wrongsize", "--arch", "lens_flow"], 2, "101"),

@@ -11,7 +11,7 @@ from tqdm import tqdm
 
 from ..errors import MissingFileError
 from ..io.cache import packed_array
-from ..io.challenge import IMAGE_SIZE, band_path, detect_survey, get_survey, label_file, labels_for, list_ids, read_scene
+from ..io.challenge import IMAGE_SIZE, LABEL_FILE, band_path, detect_survey, get_survey, label_file, labels_for, list_ids, read_scene
 from .band_norm import normalise_bands
 
 CACHE_CHUNK = 256  # scenes read and normalised at a time while building the cache
@@ -32,16 +32,21 @@ def is_challenge_folder(path: str | Path) -> bool:
 
 
 def load_challenge_set(
-    root: str | Path, norm: str, need_labels: bool = True, cache_dir: Path | None = None, progress: bool = True
+    root: str | Path, norm: str, need_labels: bool = True, cache_dir: Path | None = None, progress: bool = True,
+    complete: bool = False,
 ) -> ChallengeSet:
-    """Read (or reuse the packed cache of) every scene in a challenge folder, normalised per band."""
+    """Read (or reuse the packed cache of) every scene in a challenge folder, normalised per band.
+
+    With `complete`, every row of a classifications.csv must have its image (a test catalogue lists
+    all the challenge's IDs, so it never has to).
+    """
     root = Path(root)
     if not root.is_dir():
         raise MissingFileError(f"{root}: no such folder")
     survey = detect_survey(root)
     bands = len(get_survey(survey).bands)
     ids = np.asarray(list_ids(root, survey), dtype=np.int64)
-    labels = _labels(root, ids, need_labels)
+    labels = _labels(root, ids, need_labels, complete)
     files = [band_path(root, survey, b, int(i)) for i in ids for b in range(bands)]
 
     def fill(array: np.ndarray) -> None:
@@ -59,10 +64,11 @@ def load_challenge_set(
     return ChallengeSet(root, survey, ids, labels, images, digest.hexdigest())
 
 
-def _labels(root: Path, ids: np.ndarray, need: bool) -> np.ndarray | None:
+def _labels(root: Path, ids: np.ndarray, need: bool, complete: bool) -> np.ndarray | None:
     if not need:
         try:
             label_file(root)
         except MissingFileError:
             return None
-    return labels_for(root, ids).astype(np.int64)
+    every_row = complete and label_file(root).name == LABEL_FILE
+    return labels_for(root, ids, require_images=every_row).astype(np.int64)

@@ -25,7 +25,7 @@ def train_lens(data_dir: str, model: str, config: LensTrainConfig, remove: bool 
     if remove:
         remove_model(out)
     with distributed.main_first():  # one process builds the packed cache, the others then read it
-        data = load_challenge_set(data_dir, config.norm, progress=progress)
+        data = load_challenge_set(data_dir, config.norm, progress=progress, complete=True)
     if len(set(data.labels.tolist())) < 2:
         raise BadInputError(f"{data_dir}: training needs both lenses and non-lenses")
     _, val_idx = split_indices(len(data.ids), config.val_fraction, config.seed, strata=data.labels)
