@@ -121,3 +121,13 @@ def test_bad_lists_are_one_line_errors(survey, tmp_path, capsys):
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and message in err[0]
     assert not (tmp_path / "x.csv").exists()
+
+
+def test_device_names_cpu_and_gpu(monkeypatch):
+    import torch
+
+    from lensml.workflows.lens_eval import device_name
+
+    assert device_name(torch.device("cpu")).startswith("cpu (")
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device: f"Fake GPU {device.index}")
+    assert device_name(torch.device("cuda", 1)) == "Fake GPU 1"

@@ -69,22 +69,29 @@ def score_model(data_dir: str, model_file: str, device: str = "auto", batch_size
                             "ROC figures need lenses and non-lenses")
     results: dict[str, Any] = {"model": str(model_file), "arch": info.arch, "data": str(data.root), "subset": subset,
                                **detection_metrics(labels, scores), "seconds_per_image": per_image,
-                               "device": device_name(dev)}
+                               "device": device_name(dev), "epochs": info.training.get("epochs_done"),
+                               "training_seconds": info.training.get("seconds"),
+                               "training_device": info.training.get("device")}
     return results, labels, scores
 
 
 def device_name(device: torch.device) -> str:
     if device.type == "cuda":
-        return torch.cuda.getdevice_name(device)
+        return torch.cuda.get_device_name(device)
     import platform
 
     return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
 
 
 def _table(results: Sequence[dict]) -> str:
-    rows = [[Path(r["model"]).name, r["n"], r["auc"], r["tpr"], r["fpr"], r["tpr0"], r["tpr10"],
-             f"{r['seconds_per_image'] * 1e3:.3f}"] for r in results]
-    return format_table(["model", "n", "AUC", "TPR", "FPR", "TPR0", "TPR10", "ms/image"], rows)
+    rows = [[Path(r["model"]).name, r["arch"], r["epochs"], _minutes(r["training_seconds"]), r["n"], r["auc"], r["tpr"],
+             r["fpr"], r["tpr0"], r["tpr10"], f"{r['seconds_per_image'] * 1e3:.3f}"] for r in results]
+    return format_table(["model", "arch", "epochs", "training", "n", "AUC", "TPR", "FPR", "TPR0", "TPR10", "ms/image"],
+                        rows)
+
+
+def _minutes(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds / 60:.1f} min"
 
 
 def evaluate_lens(data_dir: str, model_files: Sequence[str], device: str = "auto", batch_size: int = 256,
