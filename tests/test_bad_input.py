@@ -116,6 +116,7 @@ CASES = [
     # challenge folders
     (["train", "-i", "{root}/nolabel", "--arch", "lens_flow"], 2, "has no label"),
     (["train", "-i", "{root}/orphanlabel", "--arch", "lens_flow"], 2, "999999 has a label but no image"),
+    (["simulate", "strong", "--survey", "space", "-n", "3", "--device", "cuda:7"], 2, "sees no CUDA GPU"),
     (["train", "-i", "{root}/nocolumn", "--arch", "lens_flow"], 2, "is_lens"),
     (["train", "-i", "{root}/missingband", "--arch", "lens_flow"], 2, "100004"),
     (["train", "-i", "{root}/wrongsize", "--arch", "lens_flow"], 2, "101"),

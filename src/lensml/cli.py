@@ -95,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     strong.add_argument("--config", help="YAML/JSON file of survey settings to override")
     strong.add_argument("--first-id", type=_nonneg_int, default=100000, help="ID of the first scene")
     strong.add_argument("--catalogue", action="store_true", help="also write <survey>_image_catalog.csv (test-set form)")
+    strong.add_argument("--device", default="cpu", help="render on cpu (default), auto, cuda or cuda:N")
     strong.set_defaults(run=_run_simulate_strong)
 
     merge = sim.add_parser("merge", help="check that the shards of a simulation are complete; write its data.json or CSV")
@@ -215,7 +216,7 @@ def _run_simulate_strong(args: argparse.Namespace) -> None:
     shard = parse_shard(args.shard) if args.shard else None
     out = simulate_strong(args.survey, args.number, args.output, seed=args.seed, lens_fraction=args.lens_fraction,
                           workers=args.workers, shard=shard, config_overrides=overrides, first_id=args.first_id,
-                          catalogue=args.catalogue, progress=not args.quiet)
+                          catalogue=args.catalogue, progress=not args.quiet, device=args.device)
     print(f"wrote {args.survey} scenes to {args.output} ({out})")
 
 

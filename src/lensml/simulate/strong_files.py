@@ -57,8 +57,11 @@ def simulate_strong(
     catalogue: bool = False,
     progress: bool = True,
     batch_size: int = 64,
+    device: str = "cpu",
 ) -> Path:
     """Simulate scenes first_id .. first_id + n - 1 (or one shard of them) into `out_dir`.
+
+    `device` renders on a GPU ("cuda", "auto"); images then differ from CPU renders in the last bits.
 
     Returns the path of the labels written: classifications.csv, or this shard's part. A shard
     writes no catalogue: ask merge_shards(out_dir, catalogue=True) for it.
@@ -74,15 +77,18 @@ def simulate_strong(
     if shard is not None:
         shard = (int(shard[0]), int(shard[1]))
         check_shard(shard)
+    from ..training import resolve_device  # the same --device rules as training
+
+    device = str(resolve_device(device))
     config = survey_config(survey, config_overrides)
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise BadInputError(f"{out}: exists and is not a folder")
-    record = _record(config, n, seed, first_id, lens_fraction, batch_size)
+    record = {**_record(config, n, seed, first_id, lens_fraction, batch_size), "device": device}
     claim_folder(out, record, guarded=GUARDED, foreign=("Public", LABELS_NAME))
 
     batches = [j for j in range(math.ceil(n / batch_size)) if shard is None or j % shard[1] == shard[0] - 1]
-    job = _Job(config, str(out), int(seed), float(lens_fraction), int(first_id), int(n), int(batch_size))
+    job = _Job(config, str(out), int(seed), float(lens_fraction), int(first_id), int(n), int(batch_size), device)
     known = _known_rows(out)
     todo = [j for j in batches if not job.complete(j, known)]
     wanted = [i for j in batches for i in job.ids(j)]
@@ -230,9 +236,9 @@ class _Job:
     """What a worker needs to render and write batch j; picklable, and the renderer built once per process."""
 
     def __init__(self, config: StrongSimConfig, out: str, seed: int, lens_fraction: float, first_id: int, n: int,
-                 batch_size: int):
+                 batch_size: int, device: str):
         self.config, self.out, self.seed, self.lens_fraction = config, Path(out), seed, lens_fraction
-        self.first_id, self.n, self.batch_size = first_id, n, batch_size
+        self.first_id, self.n, self.batch_size, self.device = first_id, n, batch_size, device
         self._renderer = None
 
     def __getstate__(self) -> dict[str, Any]:
@@ -252,13 +258,13 @@ class _Job:
         from .strong import StrongRenderer, draw_scene, render_context, stack_scenes
 
         if self._renderer is None:
-            self._renderer = StrongRenderer(self.config)
+            self._renderer = StrongRenderer(self.config, self.device)
         start = self.first_id + j * self.batch_size
         scenes = [draw_scene(self.config, self.seed, i, self.lens_fraction)
                   for i in range(start, start + self.batch_size)]
         with render_context():
             clean, source = self._renderer.render(stack_scenes(scenes))
-        clean, source = clean.numpy(), source.numpy()
+        clean, source = clean.cpu().numpy(), source.cpu().numpy()
         rows: dict[int, list[str]] = {}
         headers = [band_header(self.config, b) for b in range(self.config.n_bands)]
         for index, scene in enumerate(scenes[: len(self.ids(j))]):
