@@ -27,3 +27,18 @@ def trained_model(weak_set, tmp_path_factory):
     out = tmp_path_factory.mktemp("model") / "net"
     config = ShearTrainConfig(epochs=2, batch_size=16, seed=3, val_fraction=0.25)
     return train_shear(str(weak_set), str(out), config, progress=False)
+
+
+@pytest.fixture(scope="session")
+def challenge_samples(tmp_path_factory):
+    """The real challenge samples from ../shared/data, or, where a checkout has none beside it,
+    simulated folders in the same layout with the IDs the tests name (100002 onwards)."""
+    real = SHARED_DATA / "challenge_samples"
+    if real.is_dir():
+        return real
+    from lensml.simulate.strong_files import simulate_strong
+
+    root = tmp_path_factory.mktemp("samples")
+    for survey, n in (("space", 8), ("ground", 6)):
+        simulate_strong(survey, n, root / survey, seed=1, first_id=100002, progress=False, batch_size=n)
+    return root

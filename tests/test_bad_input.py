@@ -7,14 +7,12 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from conftest import SHARED_DATA
 from lensml.cli import main
 
-SAMPLES = SHARED_DATA / "challenge_samples"
 
 
 @pytest.fixture(scope="module")
-def bad(tmp_path_factory, weak_set, trained_model):
+def bad(tmp_path_factory, weak_set, trained_model, challenge_samples):
     """A folder of broken inputs next to good ones; names are what the table refers to."""
     root = tmp_path_factory.mktemp("bad")
     good_dir = weak_set.parent
@@ -60,22 +58,22 @@ def bad(tmp_path_factory, weak_set, trained_model):
     fits.PrimaryHDU(np.zeros((32, 32), np.float32)).writeto(root / "small.fits")
 
     space = root / "space"
-    shutil.copytree(SAMPLES / "space", space)
+    shutil.copytree(challenge_samples / "space", space)
     nolabel = root / "nolabel"
-    shutil.copytree(SAMPLES / "space", nolabel)
+    shutil.copytree(challenge_samples / "space", nolabel)
     (nolabel / "classifications.csv").write_text("ID,is_lens\n100002,1\n")
     orphan = root / "orphanlabel"
-    shutil.copytree(SAMPLES / "space", orphan)
+    shutil.copytree(challenge_samples / "space", orphan)
     with open(orphan / "classifications.csv", "a") as f:
         f.write("999999,1\n")
     nocolumn = root / "nocolumn"
-    shutil.copytree(SAMPLES / "space", nocolumn)
+    shutil.copytree(challenge_samples / "space", nocolumn)
     (nocolumn / "classifications.csv").write_text("ID,lens\n100002,1\n")
     missingband = root / "missingband"
-    shutil.copytree(SAMPLES / "ground", missingband)
+    shutil.copytree(challenge_samples / "ground", missingband)
     (missingband / "Public" / "Band4" / "imageSDSS_U-100004.fits").unlink()
     wrongsize = root / "wrongsize"
-    shutil.copytree(SAMPLES / "space", wrongsize)
+    shutil.copytree(challenge_samples / "space", wrongsize)
     fits.PrimaryHDU(np.zeros((64, 64), np.float32)).writeto(
         wrongsize / "Public" / "Band1" / "imageEUC_VIS-100003.fits", overwrite=True)
     return {"root": root, "set": weak_set, "setdir": good_dir, "model": trained_model}
