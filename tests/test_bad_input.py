@@ -64,8 +64,9 @@ def bad(tmp_path_factory, weak_set, trained_model, challenge_samples):
     (nolabel / "classifications.csv").write_text("ID,is_lens\n100002,1\n")
     orphan = root / "orphanlabel"
     shutil.copytree(challenge_samples / "space", orphan)
+    columns = (orphan / "classifications.csv").read_text().splitlines()[0].count(",") + 1
     with open(orphan / "classifications.csv", "a") as f:
-        f.write("999999,1\n")
+        f.write("999999,1" + ",0" * (columns - 2) + "\n")
     nocolumn = root / "nocolumn"
     shutil.copytree(challenge_samples / "space", nocolumn)
     (nocolumn / "classifications.csv").write_text("ID,lens\n100002,1\n")
