@@ -131,3 +131,16 @@ def test_device_names_cpu_and_gpu(monkeypatch):
     assert device_name(torch.device("cpu")).startswith("cpu (")
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda device: f"Fake GPU {device.index}")
     assert device_name(torch.device("cuda", 1)) == "Fake GPU 1"
+
+
+def test_file_names_with_commas_survive_a_resume(survey, tmp_path):
+    folder, model = survey
+    odd = tmp_path / "odd, name"
+    odd.mkdir()
+    band = sorted((folder / "Public" / "Band1").glob("*.fits"))[0]
+    (odd / band.name).write_bytes(band.read_bytes())
+    listing = tmp_path / "list.txt"
+    listing.write_text(f"{odd / band.name}\n")
+    out = tmp_path / "odd.csv"
+    assert run("predict", "-i", listing, "-m", model, "-o", out, "--workers", 0) == 0
+    assert rows(out)[1][0] == str(odd / band.name)

@@ -8,7 +8,9 @@ the rows already there and scores the rest, and `OUT` appears, complete, only at
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 import json
 import math
 import os
@@ -100,7 +102,8 @@ class ResumableCsv:
             resumable = False
         if not resumable:
             self.partial.parent.mkdir(parents=True, exist_ok=True)
-            self.partial.write_text(",".join(self.header) + "\n")
+            self.partial.write_text("")
+            self.append([self.header])
             write_json_atomic(self.record, self.identity)
             return set()
         data = self.partial.read_bytes()
@@ -108,11 +111,11 @@ class ResumableCsv:
         if len(complete) != len(data):
             with open(self.partial, "r+b") as f:
                 f.truncate(len(complete))
-        return {line.split(",", 1)[0] for line in complete.decode().splitlines()[1:]}
+        return {row[0] for row in list(csv.reader(io.StringIO(complete.decode())))[1:] if row}
 
     def append(self, rows: list[list]) -> None:
-        with open(self.partial, "a", encoding="utf-8") as f:
-            f.writelines(",".join(str(c) for c in row) + "\n" for row in rows)
+        with open(self.partial, "a", encoding="utf-8", newline="") as f:
+            csv.writer(f, lineterminator="\n").writerows(rows)
 
     def finish(self) -> None:
         os.replace(self.partial, self.path)
