@@ -102,8 +102,8 @@ class ResumableCsv:
             resumable = False
         if not resumable:
             self.partial.parent.mkdir(parents=True, exist_ok=True)
-            self.partial.write_text("")
-            self.append([self.header])
+            with open(self.partial, "w", encoding="utf-8", newline="") as f:
+                csv.writer(f, lineterminator="\n").writerow(self.header)
             write_json_atomic(self.record, self.identity)
             return set()
         data = self.partial.read_bytes()
