@@ -116,10 +116,12 @@ def test_bad_lists_are_one_line_errors(survey, tmp_path, capsys):
     empty.write_text("# nothing\n")
     missing = tmp_path / "missing.txt"
     missing.write_text("nowhere/imageEUC_VIS-1.fits\n")
-    for listing, message in ((empty, "lists no files"), (missing, "imageEUC_VIS-1.fits")):
-        assert run("predict", "-i", listing, "-m", model, "-o", tmp_path / "x.csv", "--workers", 0) != 0
+    for listing, message, workers in ((empty, "lists no files", 0), (missing, "imageEUC_VIS-1.fits", 0),
+                                      (missing, "imageEUC_VIS-1.fits", 1)):  # raised in a loader process
+        assert run("predict", "-i", listing, "-m", model, "-o", tmp_path / "x.csv", "--workers", workers) == 3 - (
+            message == "lists no files")
         err = capsys.readouterr().err.strip().splitlines()
-        assert len(err) == 1 and message in err[0]
+        assert len(err) == 1 and message in err[0] and "Traceback" not in err[0], err
     assert not (tmp_path / "x.csv").exists()
 
 

@@ -145,3 +145,15 @@ def test_evaluation_never_scores_a_training_entry_of_a_grown_reordered_copy(weak
         train_only = tmp_path / "train_only.json"
         train_only.write_text(json.dumps([e for e in entries if json.dumps(e, sort_keys=True) not in val]))
         held_out(info, manifest_identity(read_manifest(train_only)), "entries")
+
+
+def test_too_few_training_images_is_a_clear_error():
+    from lensml.models import create_model
+    from lensml.training import ArraySplit, LoopSettings, TrainState, fit
+
+    images = np.zeros((1, 2, 40, 40), np.float32)
+    model = create_model("shear_cnn")
+    settings = LoopSettings(epochs=1, batch_size=4, lr=1e-3, loss="mse", seed=0, schedule="constant")
+    with pytest.raises(BadInputError, match="at least two"):
+        fit(model, ArraySplit(images, np.zeros((1, 2), np.float32), np.arange(1)), None, settings,
+            torch.device("cpu"), TrainState(), torch.optim.Adam(model.parameters()), lambda *_: None, progress=False)

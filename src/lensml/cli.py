@@ -344,7 +344,7 @@ def _run_quickstart(args: argparse.Namespace) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     run: Callable[[argparse.Namespace], None] = args.run
-    launched = int(os.environ.get("WORLD_SIZE", "1")) > 1  # started by torchrun
+    launched = "WORLD_SIZE" in os.environ and os.environ["WORLD_SIZE"] != "1"  # started by torchrun
     try:
         if launched:
             _join_process_group(args)
@@ -374,7 +374,7 @@ def _join_process_group(args: argparse.Namespace) -> None:
     if args.command != "train":
         raise BadInputError(f"`lensml {args.command}` does not run under torchrun; only `train` does (split "
                             "simulation and prediction into independent jobs with --shard K/N)")
-    if not distributed.start(getattr(args, "device", None) or "auto").is_main:
+    if not distributed.start().is_main:
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115  (for the life of this process)
         args.quiet = True
 

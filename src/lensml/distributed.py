@@ -13,6 +13,7 @@ import contextlib
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
@@ -35,13 +36,21 @@ class Group:
         return slice(n * self.rank // self.world, n * (self.rank + 1) // self.world)
 
 
+# Rank 0 may build a packed cache, or evaluate and calibrate, while the others wait at a barrier.
+BARRIER_TIMEOUT = timedelta(hours=4)
+
+
 def launched() -> bool:
     """True inside a process started by torchrun (or any launcher that sets the same variables)."""
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+    try:
+        return int(os.environ.get("WORLD_SIZE", "1")) > 1
+    except ValueError:
+        raise BadInputError(f"WORLD_SIZE={os.environ['WORLD_SIZE']!r} is not a number; start distributed runs "
+                            "with torchrun") from None
 
 
-def start(device_name: str = "auto") -> Group:
-    """Join the process group torchrun set up: NCCL for GPUs, gloo for CPUs."""
+def start() -> Group:
+    """Join the process group torchrun set up: gloo for CPU tensors, and NCCL for GPU ones when there are GPUs."""
     if not launched():
         return Group()
     if not dist.is_initialized():
@@ -49,10 +58,11 @@ def start(device_name: str = "auto") -> Group:
             rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
         except (KeyError, ValueError):
             raise BadInputError("WORLD_SIZE is set but RANK is not; start distributed runs with torchrun") from None
-        use_cuda = device_name.startswith("cuda") or (device_name == "auto" and torch.cuda.is_available())
-        if use_cuda:
+        backend = "gloo"
+        if torch.cuda.is_available():
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-        dist.init_process_group("nccl" if use_cuda else "gloo", rank=rank, world_size=world)
+            backend = "cpu:gloo,cuda:nccl"
+        dist.init_process_group(backend, rank=rank, world_size=world, timeout=BARRIER_TIMEOUT)
     return group()
 
 

@@ -72,7 +72,9 @@ def resolve_device(name: str) -> torch.device:
         raise BadInputError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise BadInputError("--device cuda asked for, but torch sees no CUDA GPU (see README for GPU installs)")
-    if device.type == "cuda" and device.index is None and distributed.launched():
+    if device.type == "cuda" and distributed.launched():
+        if device.index is not None:
+            raise BadInputError(f"--device {name}: under torchrun each process takes its own GPU; write --device cuda")
         device = torch.device("cuda", distributed.group().local_rank)
     return device
 
@@ -178,6 +180,8 @@ def fit(
     """
     loss_fn = LOSSES[settings.loss]()
     group = distributed.group()
+    if len(train) < 2 * group.world:
+        raise BadInputError(f"{len(train)} training images for {group.world} process(es); each needs at least two")
     model.to(device).to(memory_format=torch.channels_last)
     stepper = distributed.wrap(model, device)
     for epoch in range(state.epoch, settings.epochs):
@@ -192,8 +196,10 @@ def fit(
         order = torch.randperm(len(train), generator=generator).numpy()
 
         def prepared(order=order, generator=generator):
+            # A last batch too small to give each process two images is skipped by all: BatchNorm
+            # cannot train on one image.
             shared = [rows for rows in _batch_rows(len(train), settings.batch_size, order)
-                      if len(rows) >= group.world]  # a last batch too small to share: every process skips it
+                      if len(rows) >= 2 * group.world]
             parts = [group.part(len(rows)) for rows in shared]
             for rows, part, (xb, yb) in zip(shared, parts, train.batches(r[p] for r, p in zip(shared, parts))):
                 if settings.augment is not None:

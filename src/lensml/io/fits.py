@@ -36,8 +36,9 @@ def _plain_primary_image(raw: bytes) -> np.ndarray | None:
     """The primary 2-D image of an uncompressed FITS file, read without astropy; None for any other file.
 
     Survey cutouts are tiny single-HDU files, for which astropy's general machinery costs about
-    ten times the reading itself. Anything unusual (image in an extension, compression, random
-    groups, a header this parser does not follow, truncated data) returns None and astropy reads it.
+    ten times the reading itself. Anything unusual (image in an extension, compression, scaling
+    or blank values, random groups, a header this parser does not follow, truncated data) returns
+    None and astropy reads it.
     """
     keys: dict[bytes, str] = {}
     for start in range(0, len(raw) - 79, 80):
@@ -46,33 +47,21 @@ def _plain_primary_image(raw: bytes) -> np.ndarray | None:
         if key == b"END":
             data_start = (start // BLOCK + 1) * BLOCK
             break
-        if card[8:10] == b"= " and key in (b"SIMPLE", b"BITPIX", b"NAXIS", b"NAXIS1", b"NAXIS2", b"NAXIS3",
-                                            b"BSCALE", b"BZERO", b"BLANK", b"GROUPS"):
-            keys[key] = _header_value(card)
+        keys[key] = _header_value(card) if card[8:10] == b"= " else ""
     else:
         return None
+    # Scaled or blanked data follow astropy's own dtype rules; leave them to astropy.
+    if keys.get(b"SIMPLE") != "T" or keys.get(b"NAXIS") != "2" or keys.keys() & {b"BSCALE", b"BZERO", b"BLANK", b"GROUPS"}:
+        return None
     try:
-        if keys.get(b"SIMPLE") != "T" or keys.get(b"NAXIS") != "2" or b"GROUPS" in keys:
-            return None
         dtype = _DTYPES[int(keys[b"BITPIX"])]
         width, height = int(keys[b"NAXIS1"]), int(keys[b"NAXIS2"])
-        scale, zero = float(keys.get(b"BSCALE", "1").replace("D", "E")), float(keys.get(b"BZERO", "0").replace("D", "E"))
     except (KeyError, ValueError):
         return None
     size = width * height * np.dtype(dtype).itemsize
     if width < 1 or height < 1 or len(raw) < data_start + size:
         return None
-    data = np.frombuffer(raw, dtype=dtype, count=width * height, offset=data_start).reshape(height, width)
-    if scale == 1 and zero == 0:
-        image = data.astype(np.float32)
-    else:
-        image = (data.astype(np.float64) * scale + zero).astype(np.float32)
-    if b"BLANK" in keys and dtype[1] in "ui":
-        try:
-            image[data == int(keys[b"BLANK"])] = np.nan
-        except ValueError:
-            return None
-    return image
+    return np.frombuffer(raw, dtype=dtype, count=width * height, offset=data_start).reshape(height, width).astype(np.float32)
 
 
 def read_fits_image(path: str | os.PathLike) -> np.ndarray:

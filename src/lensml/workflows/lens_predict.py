@@ -25,7 +25,7 @@ from tqdm import tqdm
 from ..data.band_norm import normalise_bands
 from ..data.challenge_set import is_challenge_folder
 from ..data.inputs import model_input
-from ..errors import BadInputError, MissingFileError
+from ..errors import BadInputError, LensmlError, MissingFileError
 from ..io.atomic import write_json_atomic
 from ..io.challenge import detect_survey, get_survey, label_file, labels_for, list_ids, read_scene, read_scene_files
 from ..io.tables import format_table
@@ -76,9 +76,12 @@ class _Batches(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return math.ceil(len(self.keys) / self.batch_size)
 
-    def __getitem__(self, k: int) -> tuple[list, torch.Tensor]:
+    def __getitem__(self, k: int) -> tuple[list, torch.Tensor | LensmlError]:
         keys = self.keys[k * self.batch_size : (k + 1) * self.batch_size]
-        scenes = np.stack([self.scenes.read(key) for key in keys])
+        try:
+            scenes = np.stack([self.scenes.read(key) for key in keys])
+        except LensmlError as exc:  # handed to the main process as data: re-raised there as it is,
+            return keys, exc        # not wrapped in the loader's traceback
         return keys, torch.from_numpy(normalise_bands(scenes, self.norm))
 
 
@@ -122,6 +125,13 @@ class ResumableCsv:
         self.record.unlink(missing_ok=True)
 
 
+def _is_fits(path: Path) -> bool:
+    """A FITS file (plain or gzipped) rather than a list of file names, by its first bytes."""
+    with open(path, "rb") as f:
+        start = f.read(9)
+    return start.startswith((b"SIMPLE  =", b"\x1f\x8b"))
+
+
 def _model_digest(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
@@ -140,7 +150,7 @@ def predict_lens(input_path: str, model_file: str, out_csv: str | None = None, d
     path = Path(input_path)
     if not path.exists():
         raise MissingFileError(f"{path}: no such file or folder")
-    if path.is_file() and path.suffix.lower() in (".fits", ".fit", ".fz"):
+    if path.is_file() and _is_fits(path):
         with torch.inference_mode():
             p = torch.sigmoid(net(torch.from_numpy(model_input(info, str(path), None)).to(dev))).item()
         print(f"p_lens = {p:.5f}")
@@ -153,8 +163,9 @@ def predict_lens(input_path: str, model_file: str, out_csv: str | None = None, d
     header = [scenes.key_name, "p_lens", *(["is_lens"] if labels else [])]
     sink = None
     if out_csv:
+        scene_digest = hashlib.sha256("\n".join(map(str, keys)).encode()).hexdigest()
         identity = {"model_sha256": _model_digest(model_path(model_file)), "input": str(path.resolve()),
-                    "shard": list(shard) if shard else None, "header": header}
+                    "scenes_sha256": scene_digest, "shard": list(shard) if shard else None, "header": header}
         sink = ResumableCsv(out_csv, header, identity)
         done = sink.open()
         if done:
@@ -189,6 +200,8 @@ def _stream(net, info: ModelInfo, scenes: SceneList, keys: list, labels: dict | 
     started, forward, out, printed = time.perf_counter(), 0.0, [], []
     bar = tqdm(total=len(keys), desc="predict", unit="img", disable=not progress, leave=False)
     for batch_keys, x in loader:
+        if isinstance(x, LensmlError):
+            raise x
         x = x.to(dev).contiguous(memory_format=torch.channels_last)
         began = time.perf_counter()
         p = torch.sigmoid(net(x)).flatten().float().cpu().numpy()
