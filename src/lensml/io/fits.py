@@ -24,6 +24,9 @@ def _first_image(path: Path) -> np.ndarray:
 
 
 BLOCK = 2880  # FITS files are made of 2880-byte blocks
+_NEEDED = frozenset((b"SIMPLE", b"BITPIX", b"NAXIS", b"NAXIS1", b"NAXIS2"))
+# Scaled or blanked data follow astropy's own dtype rules, and random groups are not images.
+_LEFT_TO_ASTROPY = frozenset((b"BSCALE", b"BZERO", b"BLANK", b"GROUPS"))
 _DTYPES = {8: ">u1", 16: ">i2", 32: ">i4", 64: ">i8", -32: ">f4", -64: ">f8"}
 
 
@@ -47,11 +50,13 @@ def _plain_primary_image(raw: bytes) -> np.ndarray | None:
         if key == b"END":
             data_start = (start // BLOCK + 1) * BLOCK
             break
-        keys[key] = _header_value(card) if card[8:10] == b"= " else ""
+        if key in _LEFT_TO_ASTROPY:
+            return None
+        if key in _NEEDED and card[8:10] == b"= ":
+            keys[key] = _header_value(card)
     else:
         return None
-    # Scaled or blanked data follow astropy's own dtype rules; leave them to astropy.
-    if keys.get(b"SIMPLE") != "T" or keys.get(b"NAXIS") != "2" or keys.keys() & {b"BSCALE", b"BZERO", b"BLANK", b"GROUPS"}:
+    if keys.get(b"SIMPLE") != "T" or keys.get(b"NAXIS") != "2":
         return None
     try:
         dtype = _DTYPES[int(keys[b"BITPIX"])]
