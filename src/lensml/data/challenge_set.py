@@ -46,7 +46,7 @@ def load_challenge_set(
     survey = detect_survey(root)
     bands = len(get_survey(survey).bands)
     ids = np.asarray(list_ids(root, survey), dtype=np.int64)
-    labels = _labels(root, ids, need_labels, complete)
+    labels = folder_labels(root, ids, need_labels, complete)
     files = [band_path(root, survey, b, int(i)) for i in ids for b in range(bands)]
 
     def fill(array: np.ndarray) -> None:
@@ -64,7 +64,8 @@ def load_challenge_set(
     return ChallengeSet(root, survey, ids, labels, images, digest.hexdigest())
 
 
-def _labels(root: Path, ids: np.ndarray, need: bool, complete: bool) -> np.ndarray | None:
+def folder_labels(root: Path, ids: np.ndarray, need: bool, complete: bool = False) -> np.ndarray | None:
+    """is_lens for `ids` from the folder's label file; None when there is none and labels are not needed."""
     if not need:
         try:
             label_file(root)

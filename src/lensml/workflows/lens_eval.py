@@ -33,17 +33,24 @@ def lens_scores(net, images: np.ndarray, device: torch.device, batch_size: int =
     rows = np.arange(len(images)) if rows is None else rows
     out, spent = [], 0.0
     for start in tqdm(range(0, len(rows), batch_size), desc="score", unit="batch", disable=not progress, leave=False):
-        x = torch.from_numpy(np.array(images[rows[start : start + batch_size]], dtype=np.float32)).to(device)
-        x = x.contiguous(memory_format=torch.channels_last)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        began = time.perf_counter()
-        p = torch.sigmoid(net(x)).flatten()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        spent += time.perf_counter() - began
-        out.append(p.float().cpu().numpy())
+        p, seconds = lens_probabilities(net, torch.from_numpy(np.array(images[rows[start : start + batch_size]],
+                                                                        dtype=np.float32)), device)
+        spent += seconds
+        out.append(p)
     return np.concatenate(out), spent / max(len(rows), 1)
+
+
+@torch.inference_mode()
+def lens_probabilities(net, x: torch.Tensor, device: torch.device) -> tuple[np.ndarray, float]:
+    """Lens probabilities of one normalised batch, and the seconds of its forward pass (GPU work included)."""
+    x = x.to(device).contiguous(memory_format=torch.channels_last)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    began = time.perf_counter()
+    p = torch.sigmoid(net(x)).flatten()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return p.float().cpu().numpy(), time.perf_counter() - began
 
 
 def _check_bands(info: ModelInfo, data: ChallengeSet, model_file: str) -> None:

@@ -23,15 +23,15 @@ import torch
 from tqdm import tqdm
 
 from ..data.band_norm import normalise_bands
-from ..data.challenge_set import is_challenge_folder
+from ..data.challenge_set import folder_labels, is_challenge_folder
 from ..data.inputs import model_input
 from ..errors import BadInputError, LensmlError, MissingFileError
 from ..io.atomic import write_json_atomic
-from ..io.challenge import detect_survey, get_survey, label_file, labels_for, list_ids, read_scene, read_scene_files
+from ..io.challenge import detect_survey, get_survey, list_ids, read_scene, read_scene_files
 from ..io.tables import format_table
 from ..modelfile import ModelInfo, load_model, model_path
 from ..training import resolve_device
-from .lens_eval import device_name
+from .lens_eval import device_name, lens_probabilities
 
 
 @dataclass(frozen=True)
@@ -182,12 +182,9 @@ def predict_lens(input_path: str, model_file: str, out_csv: str | None = None, d
 def _labels(scenes: SceneList, keys: list) -> dict | None:
     if scenes.survey is None:
         return None
-    try:
-        label_file(scenes.root)
-    except MissingFileError:
-        return None
     ids = np.asarray(keys, dtype=np.int64)
-    return dict(zip(ids.tolist(), labels_for(scenes.root, ids).tolist()))
+    labels = folder_labels(scenes.root, ids, need=False)
+    return None if labels is None else dict(zip(ids.tolist(), labels.tolist()))
 
 
 @torch.inference_mode()
@@ -202,10 +199,8 @@ def _stream(net, info: ModelInfo, scenes: SceneList, keys: list, labels: dict | 
     for batch_keys, x in loader:
         if isinstance(x, LensmlError):
             raise x
-        x = x.to(dev).contiguous(memory_format=torch.channels_last)
-        began = time.perf_counter()
-        p = torch.sigmoid(net(x)).flatten().float().cpu().numpy()
-        forward += time.perf_counter() - began
+        p, seconds = lens_probabilities(net, x, dev)
+        forward += seconds
         rows = [[k, f"{float(v):.6g}", *([labels[int(k)]] if labels else [])] for k, v in zip(batch_keys, p)]
         if sink is not None:
             sink.append(rows)
