@@ -17,7 +17,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from _timing import timed
 from lensml.models import count_parameters, create_model, list_models
-from lensml.training import resolve_device
+from lensml.device import resolve_device
 
 
 def _matmul_flops(device: torch.device, repeats: int, side: int = 2048) -> float:

@@ -20,7 +20,7 @@ import torch
 
 from _timing import timed
 from lensml.data.band_norm import normalise_bands
-from lensml.data.challenge_set import load_challenge_set
+from lensml.data.lens_set import load_lens_set
 from lensml.io import challenge
 from lensml.io.fits import _first_image
 from lensml.training import ArraySplit
@@ -33,15 +33,15 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    data = load_challenge_set(args.folder, "zscale")
+    data = load_lens_set(args.folder, "zscale")
     rng = np.random.default_rng(0)
-    batches = [rng.choice(len(data.ids), args.batch, replace=False) for _ in range(args.batches)]
+    batches = [rng.choice(data.n, args.batch, replace=False) for _ in range(args.batches)]
     n = args.batch * args.batches
-    split = ArraySplit(data.images, data.labels.astype(np.float32)[:, None], np.arange(len(data.ids)))
+    split = ArraySplit(data.images, data.labels.astype(np.float32)[:, None], np.arange(data.n))
 
     def from_files():
         for rows in batches:
-            scenes = np.stack([challenge.read_scene(data.root, data.survey, int(data.ids[r])) for r in rows])
+            scenes = np.stack([challenge.read_scene(data.root, data.survey, int(data.keys[r])) for r in rows])
             torch.from_numpy(normalise_bands(scenes, "zscale"))
 
     def from_cache():
@@ -55,7 +55,7 @@ def main() -> None:
     lensml_files = timed(from_files, args.repeats)
     cache = timed(from_cache, args.repeats)
     bands = data.images.shape[1]
-    print(f"{data.root} ({data.survey}, {bands} band(s), {len(data.ids)} scenes), {args.batches} batches of "
+    print(f"{data.root} ({data.survey}, {bands} band(s), {data.n} scenes), {args.batches} batches of "
           f"{args.batch}, torch {torch.__version__}")
     print(f"{'path':>18} {'images/s':>10} {'vs astropy':>11}")
     for name, seconds in (("FITS, astropy", astropy_files), ("FITS, lensml", lensml_files), ("packed cache", cache)):

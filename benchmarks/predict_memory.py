@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from lensml.data.challenge_set import is_challenge_folder
+from lensml.data.lens_set import is_lens_folder
 from lensml.io.challenge import detect_survey, get_survey, list_ids
 from lensml.modelfile import ModelInfo, save_model
 from lensml.models import create_model
@@ -58,7 +58,7 @@ def main() -> None:
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="lensml-bench-"))
     folder = args.folder or simulate_strong("space", 40 * args.batch, work / "set", seed=1, progress=False).parent
-    assert is_challenge_folder(folder), folder
+    assert is_lens_folder(folder), folder
     survey = detect_survey(folder)
     total = len(list_ids(folder, survey))
     model = _untrained_model(work / "model", args.arch, len(get_survey(survey).bands))

@@ -76,7 +76,7 @@ def rss_mib() -> float:
 
 
 def bench(survey: str, n: int, n_lt: int, repeats: int, batch_size: int) -> None:
-    config = surveys.survey_config(survey)
+    config = surveys.strong_config(survey)
     scenes = [strong.draw_scene(config, 0, 100000 + i, 0.5) for i in range(n)]
     renderer = strong.StrongRenderer(config)
     lenstronomy = lenstronomy_renderer(config)

@@ -18,7 +18,8 @@ import numpy as np
 import torch
 
 from lensml.models import create_model
-from lensml.training import ArraySplit, LoopSettings, TrainState, fit, resolve_device
+from lensml.device import resolve_device
+from lensml.training import ArraySplit, LoopSettings, TrainState, fit
 
 
 def _hand_epoch(model, optimizer, images: np.ndarray, labels: np.ndarray, batch: int, device: torch.device) -> None:

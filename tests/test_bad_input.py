@@ -103,7 +103,7 @@ CASES = [
     (["train", "-i", "{set}", "--lr", "-1"], 2, "learning rate must be positive"),
     (["train", "-i", "{set}", "--config", "{root}/notyaml.yaml"], 2, "cannot parse config"),
     (["train", "-i", "{set}", "--arch", "lens_flow"], 2, "shear one"),
-    (["train", "-i", "{set}", "--norm", "minmax"], 2, "--norm applies to lens finding"),
+    (["train", "-i", "{set}", "--norm", "minmax"], 2, "--norm applies to lens finding (a challenge-layout or cutout folder), not to shear data"),
     # model files
     (["evaluate", "-i", "{set}", "-m", "{root}/absent"], 3, "no such model"),
     (["evaluate", "-i", "{set}", "-m", "{root}/notjson.json"], 2, "not a readable"),
@@ -119,7 +119,7 @@ CASES = [
     (["train", "-i", "{root}/nocolumn", "--arch", "lens_flow"], 2, "is_lens"),
     (["train", "-i", "{root}/missingband", "--arch", "lens_flow"], 2, "100004"),
     (["train", "-i", "{root}/wrongsize", "--arch", "lens_flow"], 2, "101"),
-    (["train", "-i", "{root}/space", "--arch", "lens_flow", "--loss", "mae"], 2, "apply to shear data"),
+    (["train", "-i", "{root}/space", "--arch", "lens_flow", "--loss", "mae"], 2, "--loss applies to shear data"),
     # simulation
     (["simulate", "weak", "-n", "3", "-o", "{root}/notjson.json"], 2, "not a folder"),
     (["simulate", "weak", "-n", "3", "--config", "{root}/badsim.yaml"], 2, "unknown setting"),

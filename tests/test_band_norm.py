@@ -3,18 +3,15 @@
 import numpy as np
 import pytest
 from astropy.visualization import ZScaleInterval
-from conftest import SHARED_DATA
 
 from lensml.data.band_norm import METHODS, _dilate, normalise_bands, zscale_limits, zscale_limits_astropy
 from lensml.errors import BadInputError
-from lensml.io.challenge import MASK_VALUE, list_ids, masked_pixels, read_scene
-
-SAMPLES = SHARED_DATA / "challenge_samples"
-needs_samples = pytest.mark.skipif(not SAMPLES.is_dir(), reason=f"{SAMPLES} is absent")
+from lensml.io.challenge import CHALLENGE_MASK_VALUE, list_ids, masked_pixels, read_scene
 
 
-def _real_scenes(survey):
-    root = SAMPLES / survey
+def _sample_scenes(samples, survey):
+    """Every scene of the challenge samples (real, or their stand-ins) of `survey`, stacked."""
+    root = samples / survey
     return np.stack([read_scene(root, survey, i) for i in list_ids(root, survey)])
 
 
@@ -23,7 +20,7 @@ def _reference(images, method):
     out = np.zeros(images.shape, dtype=np.float64)
     for index in np.ndindex(images.shape[:2]):
         band = images[index].astype(np.float64)
-        good = np.isfinite(band) & (band != MASK_VALUE)
+        good = np.isfinite(band) & (band != CHALLENGE_MASK_VALUE)
         if not good.any():
             continue
         if method == "zscale":
@@ -35,20 +32,18 @@ def _reference(images, method):
     return out
 
 
-@needs_samples
 @pytest.mark.parametrize("survey", ["space", "ground"])
 @pytest.mark.parametrize("method", ["zscale", "minmax"])
-def test_real_images_agree_with_astropy_reference(survey, method):
-    scenes = _real_scenes(survey)
+def test_real_images_agree_with_astropy_reference(challenge_samples, survey, method):
+    scenes = _sample_scenes(challenge_samples, survey)
     out = normalise_bands(scenes, method)
     assert out.dtype == np.float32 and out.shape == scenes.shape
     np.testing.assert_allclose(out, _reference(scenes, method), rtol=0, atol=2e-6)
     assert out.min() == 0.0 and out.max() == 1.0
 
 
-@needs_samples
-def test_zscale_limits_match_astropy_on_real_bands():
-    bands = np.concatenate([_real_scenes("space").reshape(-1, 101, 101), _real_scenes("ground").reshape(-1, 101, 101)])
+def test_zscale_limits_match_astropy_on_real_bands(challenge_samples):
+    bands = np.concatenate([_sample_scenes(challenge_samples, s).reshape(-1, 101, 101) for s in ("space", "ground")])
     good = ~masked_pixels(bands)
     assert (~good).sum() == 49 + 212  # the two masked U bands of the ground samples
     lo, hi = zscale_limits(bands, good)
@@ -111,13 +106,12 @@ def test_dilation_is_numpy_convolve_same():
         assert np.array_equal(_dilate(rejected, width), expected)
 
 
-@needs_samples
 @pytest.mark.parametrize("method", METHODS)
-def test_masked_pixels_do_not_move_limits_and_are_zeroed(method):
-    scenes = _real_scenes("ground")
+def test_masked_pixels_do_not_move_limits_and_are_zeroed(challenge_samples, method):
+    scenes = _sample_scenes(challenge_samples, "ground")
     masked = scenes.copy()
     region = (slice(0, 2), 2, slice(10, 30), slice(40, 101))  # G band of two scenes
-    masked[region] = MASK_VALUE
+    masked[region] = CHALLENGE_MASK_VALUE
     masked[0, 1, 5, 5] = np.nan
     masked[1, 0, 7, 7] = np.inf
     out = normalise_bands(masked, method)
@@ -135,9 +129,8 @@ def test_masked_pixels_do_not_move_limits_and_are_zeroed(method):
     assert out[2:].tolist() == normalise_bands(scenes[2:], method).tolist()
 
 
-@needs_samples
-def test_real_masked_u_bands():
-    scenes = _real_scenes("ground")
+def test_real_masked_u_bands(challenge_samples):
+    scenes = _sample_scenes(challenge_samples, "ground")
     out = normalise_bands(scenes, "zscale")
     mask = masked_pixels(scenes)
     assert mask.sum() == 49 + 212 and np.all(out[mask] == 0)
@@ -163,10 +156,10 @@ def test_clipping_to_unit_interval():
 def test_constant_and_fully_masked_bands_are_zero(method):
     images = np.zeros((2, 3, 101, 101), dtype=np.float32)
     images[0, 0] = 4e-12
-    images[0, 1] = MASK_VALUE
+    images[0, 1] = CHALLENGE_MASK_VALUE
     images[0, 2] = np.nan
     images[1, 0] = 4e-12
-    images[1, 0, :10] = MASK_VALUE  # constant apart from masked rows
+    images[1, 0, :10] = CHALLENGE_MASK_VALUE  # constant apart from masked rows
     images[1, 1] = np.random.default_rng(1).normal(size=(101, 101))
     images[1, 2] = -7.0
     out = normalise_bands(images, method)
@@ -186,7 +179,7 @@ def test_minmax_spans_unit_interval_per_band():
 
 def test_none_keeps_values_but_zeroes_masks():
     images = np.full((1, 1, 4, 4), 2e-12, dtype=np.float32)
-    images[0, 0, 0, 0] = MASK_VALUE
+    images[0, 0, 0, 0] = CHALLENGE_MASK_VALUE
     out = normalise_bands(images, "none")
     assert out[0, 0, 0, 0] == 0 and np.all(out.ravel()[1:] == np.float32(2e-12))
 
@@ -194,7 +187,7 @@ def test_none_keeps_values_but_zeroes_masks():
 def test_large_batches_match_small_ones():
     rng = np.random.default_rng(4)
     images = rng.lognormal(size=(90, 3, 101, 101)).astype(np.float32) * 1e-12
-    images[5, 1, :20] = MASK_VALUE
+    images[5, 1, :20] = CHALLENGE_MASK_VALUE
     whole = normalise_bands(images, "zscale")
     parts = np.concatenate([normalise_bands(images[k : k + 7], "zscale") for k in range(0, 90, 7)])
     np.testing.assert_array_equal(whole, parts)

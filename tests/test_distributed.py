@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 
 from lensml.models import create_model
 from lensml.simulate.strong_files import simulate_strong
-from lensml.workflows.run_training import checkpoint_path
+from lensml.checkpoint import checkpoint_path
 
 # lens_finder has neither dropout nor BatchNorm, whose per-process draws and statistics would
 # make the two runs differ by design; --augment checks that every image gets the same augmentation.

@@ -90,11 +90,8 @@ def test_reader_agrees_with_astropy(tmp_path, case):
         assert np.isnan(got[0, 0])
 
 
-def test_reader_reads_the_challenge_files_as_astropy_does():
-    from conftest import SHARED_DATA
-
-    files = sorted((SHARED_DATA / "challenge_samples").rglob("*.fits"))
-    if not files:
-        pytest.skip("shared challenge samples not present")
+def test_reader_reads_the_challenge_files_as_astropy_does(challenge_samples):
+    files = sorted(challenge_samples.rglob("*.fits"))
+    assert len(files) == 8 + 6 * 4  # 8 space scenes of one band, 6 ground scenes of four
     for path in files:
         np.testing.assert_array_equal(read_fits_image(path), _astropy_first_image(path))

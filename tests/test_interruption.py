@@ -1,33 +1,37 @@
-"""A run killed at a random moment (SIGKILL) and started again equals an uninterrupted run."""
+"""A run killed (SIGKILL) at a chosen point and started again equals an uninterrupted run.
 
+The kill point is exact, not timed: LENSML_STOP_AFTER_WRITES=k makes the run stop itself
+(SIGSTOP) after its k-th atomic write, and the test SIGKILLs it there.
+"""
+
+import json
 import os
 import signal
 import subprocess
 import sys
-import time
 
+import pytest
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file
 
-from lensml.workflows.run_training import checkpoint_path
+from lensml.checkpoint import checkpoint_path
 
 
-def _start(*args):
-    return subprocess.Popen([sys.executable, "-m", "lensml", "-q", *map(str, args)],
+def _kill_after_writes(writes, *args):
+    """Run lensml until it stops itself after its `writes`-th atomic write, then SIGKILL its process group.
+
+    A run that ends before that write fails the test: it would have been killed nowhere.
+    """
+    env = {**os.environ, "LENSML_STOP_AFTER_WRITES": str(writes)}
+    proc = subprocess.Popen([sys.executable, "-m", "lensml", "-q", *map(str, args)], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-
-
-def _kill_when(proc, ready, timeout=120.0):
-    """SIGKILL the process (group) as soon as `ready()` holds; True if it was killed mid-run."""
-    end = time.monotonic() + timeout
-    while time.monotonic() < end and proc.poll() is None:
-        if ready():
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-            return True
-        time.sleep(0.02)
+    _, status = os.waitpid(proc.pid, os.WUNTRACED)
+    if not os.WIFSTOPPED(status):
+        proc.returncode = os.waitstatus_to_exitcode(status)  # reaped above; keep Popen from waiting again
+        pytest.fail(f"lensml {' '.join(map(str, args))} exited ({proc.returncode}) before write {writes}")
+    os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    return False
 
 
 def _files(folder):
@@ -53,8 +57,9 @@ def test_killed_simulation_finishes_identically(tmp_path):
     args = ("simulate", "weak", "-n", 150, "--noise", "--seed", 3, "--workers", 1)
     subprocess.run([sys.executable, "-m", "lensml", "-q", *map(str, args), "-o", tmp_path / "full"], check=True)
     part = tmp_path / "part"
-    proc = _start(*args, "-o", part)
-    assert _kill_when(proc, lambda: len(list(part.glob("gal_*.fits"))) >= 40)
+    # Writes: simulation.json, then gal_i and psf_i per stamp. Stop mid-stamp: gal_39 written, psf_39 not.
+    _kill_after_writes(1 + 2 * 39 + 1, *args, "-o", part)
+    assert len(list(part.glob("gal_*.fits"))) == 40 and len(list(part.glob("psf_*.fits"))) == 39
     assert not (part / "data.json").exists()
     stale = _plant_stale_temp(part, "gal_140.fits")
     subprocess.run([sys.executable, "-m", "lensml", "-q", *map(str, args), "-o", part], check=True)
@@ -67,9 +72,12 @@ def test_killed_strong_simulation_finishes_identically(tmp_path):
     subprocess.run([sys.executable, "-m", "lensml", "-q", *map(str, args), "-o", tmp_path / "full"], check=True)
     part = tmp_path / "part"
     band = part / "Public" / "Band2"
-    proc = _start(*args, "-o", part)
-    assert _kill_when(proc, lambda: band.is_dir() and len(list(band.glob("*.fits"))) >= 10)
-    assert not (part / "classifications.csv").exists()
+    # Writes: the folder's record (a file or two), batch 0 (64 scenes x 4 bands, then .parts/batch-0.csv),
+    # then batch 1 scene by scene, band by band. Stop about 10 scenes into batch 1.
+    _kill_after_writes(2 + 64 * 4 + 1 + 10 * 4 + 1, *args, "-o", part)
+    counts = [len(list((part / "Public" / f"Band{k}").glob("*.fits"))) for k in (1, 2, 3, 4)]
+    assert 64 < min(counts) and max(counts) - min(counts) <= 1 and max(counts) < 128, counts
+    assert (part / ".parts" / "batch-0.csv").is_file() and not (part / "classifications.csv").exists()
     stale = _plant_stale_temp(band, "imageSDSS_I-100150.fits")
     subprocess.run([sys.executable, "-m", "lensml", "-q", *map(str, args), "-o", part], check=True)
     assert not stale.exists()
@@ -81,8 +89,10 @@ def test_killed_training_resumes_to_the_same_weights(weak_set, tmp_path):
     subprocess.run([sys.executable, "-m", "lensml", "-q", *map(str, args), "-m", tmp_path / "full"], check=True)
     model = tmp_path / "part"
     ckpt = checkpoint_path(model.with_name("part.safetensors"))
-    proc = _start(*args, "-m", model)
-    assert _kill_when(proc, ckpt.exists)
+    # Writes: the model file, then the checkpoint, after each epoch. Stop after epoch 1's checkpoint.
+    _kill_after_writes(2, *args, "-m", model)
+    with safe_open(str(ckpt), framework="pt") as f:
+        assert json.loads(f.metadata()["lensml_checkpoint"])["state"]["epoch"] == 1
     stale = _plant_stale_temp(tmp_path, ckpt.name)
     subprocess.run([sys.executable, "-m", "lensml", "-q", *map(str, args), "-m", model], check=True)
     a = load_file(str(checkpoint_path(tmp_path / "full.safetensors")))

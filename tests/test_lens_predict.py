@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from lensml.cli import main
-from lensml.data.challenge_set import load_challenge_set
+from lensml.data.lens_set import load_lens_set
 from lensml.modelfile import load_model
 from lensml.simulate.strong_files import simulate_strong
 from lensml.workflows import lens_predict
@@ -39,10 +39,10 @@ def test_streamed_scores_equal_the_cached_scores_whatever_the_batching(survey, t
     a, b = rows(tmp_path / "a.csv"), rows(tmp_path / "b.csv")
     assert a[0] == ["ID", "p_lens", "is_lens"] and len(a) == 24 and a == b
     net, info = load_model(model)
-    data = load_challenge_set(folder, info.norm, progress=False)
+    data = load_lens_set(folder, info.norm, progress=False)
     cached, _ = lens_scores(net, data.images, __import__("torch").device("cpu"))
     np.testing.assert_allclose([float(r[1]) for r in a[1:]], cached, rtol=1e-5)
-    assert [int(r[0]) for r in a[1:]] == data.ids.tolist() and [int(r[2]) for r in a[1:]] == data.labels.tolist()
+    assert [int(r[0]) for r in a[1:]] == list(data.keys) and [int(r[2]) for r in a[1:]] == data.labels.tolist()
     assert not list(tmp_path.glob("*.partial*"))
 
 
@@ -128,7 +128,7 @@ def test_bad_lists_are_one_line_errors(survey, tmp_path, capsys):
 def test_device_names_cpu_and_gpu(monkeypatch):
     import torch
 
-    from lensml.workflows.lens_eval import device_name
+    from lensml.device import device_name
 
     assert device_name(torch.device("cpu")).startswith("cpu (")
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda device: f"Fake GPU {device.index}")

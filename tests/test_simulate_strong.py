@@ -14,7 +14,6 @@ from lensml.simulate import strong, surveys
 from lensml.simulate.record import parse_shard
 from lensml.simulate.strong_files import COLUMNS, merge_shards, simulate_strong
 
-SHARED_DATA = __import__("pathlib").Path(__file__).resolve().parents[2] / "shared" / "data"
 TINY = dict(progress=False, batch_size=2)
 
 
@@ -77,7 +76,7 @@ def test_render_matches_lenstronomy_pixel_by_pixel(tolerance):
     against major-axis radius, Sersic k or amplitude, x/y swap, half-pixel offset) gives errors
     of 5% to 100%.
     """
-    config = dataclasses.replace(surveys.space(), adaptive_tolerance=tolerance)
+    config = dataclasses.replace(surveys.strong_config("space"), adaptive_tolerance=tolerance)
     scene = _lens_and_source(config)
     with strong.render_context():
         ours, source = strong.StrongRenderer(config).render(strong.stack_scenes([scene]))
@@ -105,7 +104,7 @@ def test_sersic_is_caustics_sersic():
 
 
 def test_scene_kinds_and_units():
-    config = surveys.ground()
+    config = surveys.strong_config("ground")
     scenes = [strong.draw_scene(config, 5, i, 0.5) for i in range(200)]
     kinds = {s.kind for s in scenes}
     assert kinds == {"lens", *surveys.NONLENS_KINDS}
@@ -243,9 +242,6 @@ def test_rerun_restores_a_deleted_file(tmp_path):
 
 
 @pytest.mark.parametrize("survey", ["space", "ground"])
-def test_preview_of_real_challenge_samples(tmp_path, survey):
-    folder = SHARED_DATA / "challenge_samples" / survey
-    if not folder.is_dir():
-        pytest.skip("challenge samples not available")
-    out = preview_grid(folder, tmp_path / "grid.png", n_lenses=3, n_nonlenses=3)
+def test_preview_of_real_challenge_samples(challenge_samples, tmp_path, survey):
+    out = preview_grid(challenge_samples / survey, tmp_path / "grid.png", n_lenses=3, n_nonlenses=3)
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -6,7 +6,8 @@ from safetensors.torch import load_file
 from lensml.errors import BadInputError
 from lensml.modelfile import load_model
 from lensml.workflows.shear_config import ShearTrainConfig, build_config
-from lensml.workflows.run_training import checkpoint_path, split_indices
+from lensml.checkpoint import checkpoint_path
+from lensml.workflows.run_training import split_indices
 from lensml.workflows.shear_train import train_shear
 
 
@@ -127,7 +128,7 @@ def test_evaluation_never_scores_a_training_entry_of_a_grown_reordered_copy(weak
     import json
 
     from lensml.io.manifest import read_manifest
-    from lensml.workflows.run_training import held_out, manifest_identity
+    from lensml.identity import held_out, manifest_identity
 
     info = load_model(trained_model)[1]
     entries = json.loads(weak_set.read_text())

@@ -34,14 +34,14 @@ def _nonneg_int(text: str) -> int:
 def _add_common_model_flags(p: argparse.ArgumentParser, several: bool = False) -> None:
     p.add_argument("-m", "--model", required=True, nargs="+" if several else None,
                    help="model file(s) (the .safetensors extension may be left out)")
-    p.add_argument("--device", default="auto", help="auto (GPU when present), cpu, cuda or cuda:N")
-    p.add_argument("--batch-size", type=_positive_int, default=256, help="images per forward pass")
-    p.add_argument("--tta", action="store_true", help="shear: average over the 8 rotated/flipped views of each stamp")
+    p.add_argument("--device", help="auto (default: GPU when present), cpu, cuda or cuda:N")
+    p.add_argument("--batch-size", type=_positive_int, help="images per forward pass (default 256)")
+    p.add_argument("--tta", action="store_true", default=None, help="shear: average over the 8 rotated/flipped views of each stamp")
 
 
 def _add_evaluate_flags(p: argparse.ArgumentParser) -> None:
     _add_common_model_flags(p, several=True)
-    p.add_argument("--hsm", default="REGAUSS", choices=("REGAUSS", "KSB", "BJ", "LINEAR", "none"),
+    p.add_argument("--hsm", choices=("REGAUSS", "KSB", "BJ", "LINEAR", "none"),
                    help="shear: classical estimator to compare with (default REGAUSS)")
     p.add_argument("--json", help="write the figures to this JSON file")
     p.add_argument("--plot", help="draw measured against true shear, or the ROC curves, to this PNG")
@@ -51,6 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lensml", description="Deep learning on gravitational lensing images.")
     parser.add_argument("--version", action="version", version=f"lensml {__version__}")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--survey-file", action="append", default=[], metavar="FILE",
+                        help="YAML file describing a survey (bands, pixel scale, ...); may be given several times")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     sim = sub.add_parser("simulate", help="make training data").add_subparsers(dest="kind", metavar="KIND", required=True)
@@ -83,9 +85,13 @@ def build_parser() -> argparse.ArgumentParser:
     weak.set_defaults(run=_run_simulate_weak)
 
     strong = sim.add_parser("strong", help="lensed and non-lensed scenes in the Lens Finding Challenge layout",
-                            description="Simulate Space (VIS) or Ground (R, I, G, U) scenes with a batched torch "
-                                        "ray-tracer, written as the challenge distributes its data.")
-    strong.add_argument("--survey", required=True, choices=("space", "ground"))
+                            description="Simulate scenes of any survey of the registry (`lensml surveys`) with a "
+                                        "batched torch ray-tracer, written as the challenge distributes its data.")
+    strong.add_argument("--survey", required=True,
+                        help="a survey of the registry (`lensml surveys`: space, ground, euclid, lsst, hsc, des) "
+                             "or one described by --survey-file")
+    strong.add_argument("--image-size", type=_positive_int, nargs="+", metavar="N",
+                        help="cutout size in pixels: N, or ROWS COLUMNS (default: the survey's)")
     strong.add_argument("-n", "--number", type=_positive_int, required=True, help="number of scenes")
     strong.add_argument("-o", "--output", required=True, help="output folder")
     strong.add_argument("--lens-fraction", type=float, default=0.5, help="share of lenses (default 0.5)")
@@ -169,6 +175,9 @@ def build_parser() -> argparse.ArgumentParser:
     preview.add_argument("--non-lenses", type=_nonneg_int, default=8, help="non-lenses to show")
     preview.set_defaults(run=_run_preview)
 
+    surveys = sub.add_parser("surveys", help="list the surveys: bands, pixel scale, cutout size, mask value")
+    surveys.set_defaults(run=_run_surveys)
+
     models = sub.add_parser("models", help="list the architectures")
     models.add_argument("--task", choices=("shear", "lens"))
     models.set_defaults(run=_run_models)
@@ -204,7 +213,8 @@ def _run_simulate_weak(args: argparse.Namespace) -> None:
     print(f"wrote {args.number} stamp pairs and {manifest}")
 
 
-TRAIN_FLAGS = ("arch", "epochs", "batch_size", "lr", "val_fraction", "seed", "augment", "schedule", "device")
+TRAIN_FLAGS = ("arch", "epochs", "batch_size", "lr", "val_fraction", "seed", "augment", "schedule", "device", "loss",
+               "targets", "calibrate", "norm")
 
 
 def _run_simulate_strong(args: argparse.Namespace) -> None:
@@ -216,8 +226,17 @@ def _run_simulate_strong(args: argparse.Namespace) -> None:
     shard = parse_shard(args.shard) if args.shard else None
     out = simulate_strong(args.survey, args.number, args.output, seed=args.seed, lens_fraction=args.lens_fraction,
                           workers=args.workers, shard=shard, config_overrides=overrides, first_id=args.first_id,
-                          catalogue=args.catalogue, progress=not args.quiet, device=args.device)
+                          catalogue=args.catalogue, progress=not args.quiet, device=args.device,
+                          image_size=_image_size(args.image_size))
     print(f"wrote {args.survey} scenes to {args.output} ({out})")
+
+
+def _image_size(values: list[int] | None) -> int | tuple[int, int] | None:
+    if values is None:
+        return None
+    if len(values) > 2:
+        raise BadInputError(f"--image-size takes N or ROWS COLUMNS, not {len(values)} numbers")
+    return values[0] if len(values) == 1 else (values[0], values[1])
 
 
 def _run_simulate_merge(args: argparse.Namespace) -> None:
@@ -244,76 +263,36 @@ def _run_preview(args: argparse.Namespace) -> None:
 
 def _run_train(args: argparse.Namespace) -> None:
     from .distributed import is_main
-    from .workflows.tasks import input_task
+    from .tasks import given, task_for_input
 
-    flags = {k: getattr(args, k) for k in TRAIN_FLAGS}
-    progress = not args.quiet
-    if input_task(args.input) == "lens":
-        from .workflows.lens_config import build_lens_config
-        from .workflows.lens_eval import evaluate_lens
-        from .workflows.lens_train import train_lens
-
-        if args.loss or args.targets or args.calibrate is not None:
-            raise BadInputError("--loss, --targets and --no-calibrate apply to shear data; lens finders learn is_lens")
-        config = build_lens_config(args.config, {**flags, "norm": args.norm})
-        model = train_lens(args.input, args.model, config, remove=args.remove, progress=progress)
-        if args.evaluate and is_main():
-            evaluate_lens(args.input, [str(model)], device=config.device, progress=progress)
-        return
-    from .workflows.shear_config import build_config
-    from .workflows.shear_eval import evaluate_shear
-    from .workflows.shear_train import train_shear
-
-    if args.norm:
-        raise BadInputError("--norm applies to lens finding; a shear model's normalisation comes with its architecture")
-    config = build_config(args.config, {**flags, "loss": args.loss, "targets": args.targets,
-                                        "calibrate": args.calibrate})
-    model = train_shear(args.input, args.model, config, remove=args.remove, progress=progress)
+    task = task_for_input(args.input)
+    options = given({k: getattr(args, k) for k in TRAIN_FLAGS})
+    model = task.train(args.input, args.model, options, config_file=args.config, remove=args.remove,
+                       progress=not args.quiet)
     if args.evaluate and is_main():
-        evaluate_shear(args.input, str(model), device=config.device, progress=progress)
+        task.evaluate(args.input, [str(model)], given({"device": args.device}), progress=not args.quiet)
 
 
 def _run_evaluate(args: argparse.Namespace) -> None:
-    from .workflows.tasks import input_task
+    from .tasks import given, task_for_input
 
-    if input_task(args.input) == "lens":
-        from .workflows.lens_eval import evaluate_lens
-
-        evaluate_lens(args.input, args.model, device=args.device, batch_size=args.batch_size, json_path=args.json,
-                      plot_path=args.plot, progress=not args.quiet)
-        return
-    from .workflows.shear_eval import evaluate_shear
-
-    if len(args.model) != 1:
-        raise BadInputError("shear evaluation takes one model at a time")
-    evaluate_shear(args.input, args.model[0], device=args.device, batch_size=args.batch_size, tta=args.tta,
-                   hsm=None if args.hsm == "none" else args.hsm, json_path=args.json, plot_path=args.plot,
-                   progress=not args.quiet)
+    options = given({"device": args.device, "batch_size": args.batch_size, "tta": args.tta, "hsm": args.hsm,
+                     "json_path": args.json, "plot_path": args.plot})
+    task_for_input(args.input).evaluate(args.input, args.model, options, progress=not args.quiet)
 
 
 def _run_calibrate(args: argparse.Namespace) -> None:
-    from .workflows.calibration import calibrate_from_manifest
+    from .tasks import task_named
 
-    calibrate_from_manifest(args.input, args.model, device=args.device, progress=not args.quiet)
+    task_named("shear").calibrate(args.input, args.model, device=args.device, progress=not args.quiet)
 
 
 def _run_predict(args: argparse.Namespace) -> None:
-    from .workflows.tasks import model_task
+    from .tasks import given, task_for_model
 
-    if model_task(args.model) == "lens":
-        from .simulate.record import parse_shard
-        from .workflows.lens_predict import predict_lens
-
-        predict_lens(args.input, args.model, out_csv=args.output, device=args.device, batch_size=args.batch_size,
-                     workers=1 if args.workers is None else args.workers, shard=parse_shard(args.shard) if args.shard else None,
-                     progress=not args.quiet)
-        return
-    if args.shard or args.workers is not None:
-        raise BadInputError("--shard and --workers apply to lens finders; shear predictions read the data.json at once")
-    from .workflows.shear_eval import predict_shear
-
-    predict_shear(args.input, args.model, psf=args.psf, out_csv=args.output, device=args.device,
-                  batch_size=args.batch_size, tta=args.tta, progress=not args.quiet)
+    options = given({"device": args.device, "batch_size": args.batch_size, "tta": args.tta, "psf": args.psf,
+                     "out_csv": args.output, "workers": args.workers, "shard": args.shard})
+    task_for_model(args.model).predict(args.input, args.model, options, progress=not args.quiet)
 
 
 def _run_features(args: argparse.Namespace) -> None:
@@ -334,6 +313,19 @@ def _run_models(args: argparse.Namespace) -> None:
     print(format_table(["name", "task", "inputs", "stamp", "params", "description"], rows))
 
 
+def _run_surveys(args: argparse.Namespace) -> None:
+    from .io.tables import format_table
+    from .surveys import get_survey, survey_names
+
+    rows = []
+    for name in survey_names():
+        s = get_survey(name)
+        rows.append([name, ", ".join(s.band_names), f"{s.pixel_scale_arcsec:g}", "x".join(map(str, s.image_size)),
+                     "-" if s.mask_value is None else f"{s.mask_value:g}",
+                     ", ".join(s.rgb_bands) if s.rgb_bands else "-", s.population, s.description])
+    print(format_table(["name", "bands", "arcsec/px", "cutout", "mask", "RGB", "population", "description"], rows))
+
+
 def _run_quickstart(args: argparse.Namespace) -> None:
     from .workflows.quickstart import quickstart
 
@@ -348,6 +340,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if launched:
             _join_process_group(args)
+        _load_survey_files(args.survey_file)
         run(args)
         if launched:
             from . import distributed
@@ -365,6 +358,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             distributed.stop()
     return 0
+
+
+def _load_survey_files(paths: Sequence[str]) -> None:
+    from .surveys import load_survey_file
+
+    for path in paths:
+        load_survey_file(path)
 
 
 def _join_process_group(args: argparse.Namespace) -> None:

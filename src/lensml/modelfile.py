@@ -45,6 +45,8 @@ class ModelInfo:
     # Multiplicative bias per target measured on held-out data ({"m": {target: m}, "n": ..., "data": ...});
     # predictions are divided by (1 + m).
     calibration: dict[str, Any] = field(default_factory=dict)
+    # Lens finders: the survey definition of the training data (lensml.surveys), so its files read anywhere.
+    survey: dict[str, Any] = field(default_factory=dict)
     lensml_version: str = __version__
     format: int = FORMAT_VERSION
 
@@ -54,6 +56,21 @@ class ModelInfo:
 
     def build(self) -> nn.Module:
         return create_model(self.arch, **self.arch_kwargs)
+
+    def check_image_size(self, shape: tuple[int, ...], what: str) -> None:
+        """Refuse images of another size than the network was built for, in one line."""
+        if tuple(shape[-2:]) != self.image_size:
+            raise BadInputError(f"{what}: images are {shape[-2]}x{shape[-1]} pixels; this {self.arch} model takes "
+                                f"{self.image_size[0]}x{self.image_size[1]} (train one on cutouts of this size)")
+
+    def register_survey(self) -> None:
+        """Make the training data's survey known, so its band files are recognised without a survey file."""
+        if not self.survey:
+            return
+        from .surveys import register_survey, survey_from_mapping, survey_names
+
+        if self.survey["name"] not in survey_names():  # a registered definition (e.g. a --survey-file) wins
+            register_survey(survey_from_mapping(self.survey, "model file"))
 
 
 def model_path(path: str | os.PathLike) -> Path:
@@ -132,4 +149,5 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> t
         model.load_state_dict(tensors)
     except (RuntimeError, ValueError, KeyError, TypeError) as exc:
         raise BadInputError(f"{path}: weights do not fit architecture {info.arch!r} ({str(exc).splitlines()[0]})") from None
+    info.register_survey()
     return model.to(device).eval(), info

@@ -1,8 +1,9 @@
-"""A PNG grid of lenses and non-lenses from a challenge-layout folder, to see what a set looks like.
+"""A PNG grid of lenses and non-lenses from a lens-finding folder, to see what a set looks like.
 
 Each band is stretched on its own with ZScale (astropy's `ZScaleInterval`, the challenge tools'
-normalisation), so faint arcs show beside bright lens galaxies. Ground scenes are shown as an
-RGB composite of I, R and G; masked pixels (value 100) are left out of the stretch and drawn black.
+normalisation), so faint arcs show beside bright lens galaxies. Scenes of several bands are shown
+as an RGB composite of the survey's preview bands (the registry's `rgb_bands`; Ground: I, R, G),
+else as the first band in grey; masked pixels are left out of the stretch and drawn black.
 """
 
 from __future__ import annotations
@@ -14,11 +15,10 @@ from pathlib import Path
 import numpy as np
 
 from .data.band_norm import normalise_bands
+from .data.lens_set import CUTOUTS, scene_source
 from .errors import BadInputError
 from .io.atomic import atomic_path
-from .io.challenge import detect_survey, read_labels, read_scene
-
-RGB_BANDS = (1, 0, 2)  # ground: red = I (Band2), green = R (Band1), blue = G (Band3)
+from .surveys import get_survey
 
 
 def preview_grid(
@@ -31,10 +31,12 @@ def preview_grid(
     root = Path(data_dir)
     if n_lenses < 0 or n_nonlenses < 0 or n_lenses + n_nonlenses == 0 or columns <= 0:
         raise BadInputError("preview: ask for at least one image and a positive number of columns")
-    survey = detect_survey(root)
-    labels = read_labels(root)
-    lenses = [i for i in sorted(labels) if labels[i] == 1][:n_lenses]
-    others = [i for i in sorted(labels) if labels[i] == 0][:n_nonlenses]
+    source = scene_source(root)
+    survey = source.survey
+    labels = dict(zip(source.keys, source.labels(source.keys, need=True).tolist()))
+    rgb = None if survey == CUTOUTS else get_survey(survey).rgb_indices()
+    lenses = [i for i in source.keys if labels[i] == 1][:n_lenses]
+    others = [i for i in source.keys if labels[i] == 0][:n_nonlenses]
     chosen = [(i, 1) for i in lenses] + [(i, 0) for i in others]
     if not chosen:
         raise BadInputError(f"{root}: no labelled images to show")
@@ -48,12 +50,12 @@ def preview_grid(
     for ax in axes.ravel():
         ax.axis("off")
     for ax, (image_id, label) in zip(axes.ravel(), chosen):
-        ax.imshow(display_image(read_scene(root, survey, image_id)), origin="lower", interpolation="nearest",
-                  cmap="gray")
+        ax.imshow(display_image(source.read(image_id), rgb, source.mask_value), origin="lower",
+                  interpolation="nearest", cmap="gray")
         ax.set_title(f"{image_id} {'lens' if label else 'non-lens'}", fontsize=7,
                      color="tab:red" if label else "black")
-    fig.suptitle(f"{root.resolve().name} ({survey}): ZScale per band"
-                 + (", RGB = I, R, G" if survey == "ground" else ""), fontsize=9)
+    rgb_names = "" if rgb is None else ", RGB = " + ", ".join(get_survey(survey).rgb_bands)
+    fig.suptitle(f"{root.resolve().name} ({survey}): ZScale per band{rgb_names}", fontsize=9)
     buffer = io.BytesIO()
     fig.savefig(buffer, dpi=dpi, format="png")
     out = Path(out_png)
@@ -71,7 +73,8 @@ def _compact_png(buffer: io.BytesIO, path: Path) -> None:
         image.convert("RGB").quantize(256, method=Image.Quantize.MEDIANCUT).save(path, format="PNG", optimize=True)
 
 
-def display_image(scene: np.ndarray) -> np.ndarray:
-    """A 2-D grey image (one band) or an RGB image of I, R, G, in [0, 1] with ZScale per band."""
-    stretched = normalise_bands(scene[None], "zscale")[0]  # masked pixels come out as 0
-    return stretched[0] if scene.shape[0] == 1 else np.stack([stretched[b] for b in RGB_BANDS], axis=-1)
+def display_image(scene: np.ndarray, rgb: tuple[int, int, int] | None = None,
+                  mask_value: float | None = None) -> np.ndarray:
+    """A 2-D grey image (the first band) or an RGB image of bands `rgb`, in [0, 1] with ZScale per band."""
+    stretched = normalise_bands(scene[None], "zscale", mask_value)[0]  # masked pixels come out as 0
+    return stretched[0] if rgb is None else np.stack([stretched[b] for b in rgb], axis=-1)

@@ -6,12 +6,10 @@ resumed from a checkpoint takes exactly the path an uninterrupted run would have
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator
 
 import numpy as np
@@ -21,7 +19,7 @@ from tqdm import tqdm
 
 from . import distributed
 from .errors import BadInputError
-from .modelfile import read_tensors, save_tensors
+from .report import report
 
 LOSSES = {"mse": nn.MSELoss, "mae": nn.L1Loss, "bce": nn.BCEWithLogitsLoss}
 SCHEDULES = ("cosine", "constant")
@@ -60,23 +58,6 @@ class LoopSettings:
     seed: int
     schedule: str
     augment: Augment | None = None
-
-
-def resolve_device(name: str) -> torch.device:
-    """The torch device for `--device`; under torchrun, `cuda` means this process's own GPU."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise BadInputError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise BadInputError("--device cuda asked for, but torch sees no CUDA GPU (see README for GPU installs)")
-    if device.type == "cuda" and distributed.launched():
-        if device.index is not None:
-            raise BadInputError(f"--device {name}: under torchrun each process takes its own GPU; write --device cuda")
-        device = torch.device("cuda", distributed.group().local_rank)
-    return device
 
 
 def epoch_lr(settings: LoopSettings, epoch: int) -> float:
@@ -234,36 +215,6 @@ def fit(
         on_epoch_end(state, improved)
         extra = f"  val_loss {row['val_loss']:.4g}" if "val_loss" in row else ""
         if group.is_main:
-            tqdm.write(f"epoch {epoch + 1}/{settings.epochs}  train_loss {row['train_loss']:.4g}{extra}  "
+            report(f"epoch {epoch + 1}/{settings.epochs}  train_loss {row['train_loss']:.4g}{extra}  "
                        f"lr {lr:.2e}  {row['seconds']:.1f}s{'  *' if improved else ''}")  # a log line, also with -q
     return state
-
-
-# --- checkpoints: last weights, optimiser state and TrainState, for resuming -----------------
-
-
-def save_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, state: TrainState, extra: dict) -> None:
-    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
-    opt = optimizer.state_dict()
-    for pid, values in opt["state"].items():
-        for key, value in values.items():
-            tensors[f"optim.{pid}.{key}"] = value if torch.is_tensor(value) else torch.tensor(value)
-    header = {"lensml_checkpoint": json.dumps({"state": asdict(state), "param_groups": opt["param_groups"], **extra})}
-    save_tensors(path, tensors, header)
-
-
-def load_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer) -> tuple[TrainState, dict]:
-    tensors, header = read_tensors(path, what="checkpoint")
-    try:
-        meta = json.loads(header["lensml_checkpoint"])
-        model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
-        opt_state: dict[int, dict] = {}
-        for key, value in tensors.items():
-            if key.startswith("optim."):
-                _, pid, name = key.split(".", 2)
-                opt_state.setdefault(int(pid), {})[name] = value
-        optimizer.load_state_dict({"state": opt_state, "param_groups": meta["param_groups"]})
-        state = TrainState(**meta["state"])
-    except (KeyError, ValueError, RuntimeError, TypeError) as exc:
-        raise BadInputError(f"{path}: damaged checkpoint ({str(exc).splitlines()[0]}); rerun with -r to start again") from None
-    return state, meta

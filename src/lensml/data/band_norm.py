@@ -8,7 +8,7 @@ its own before it reaches a network:
 - minmax: lo and hi are the band's minimum and maximum;
 - none: values as they are.
 
-Masked pixels (value 100 or not finite, `io.challenge.masked_pixels`) take no part in the limits
+Masked pixels (the survey's mask value, 100 for the challenge, or not finite; `io.challenge.masked_pixels`) take no part in the limits
 and are 0 in the output of every method. A band whose limits coincide (constant, or fully
 masked) comes out as zeros.
 
@@ -26,7 +26,7 @@ import numpy as np
 from astropy.visualization import ZScaleInterval
 
 from ..errors import BadInputError
-from ..io.challenge import masked_pixels
+from ..io.challenge import CHALLENGE_MASK_VALUE, masked_pixels
 
 METHODS = ("zscale", "minmax", "none")
 _ZSCALE = ZScaleInterval()  # the defaults the batched version follows
@@ -179,7 +179,7 @@ def _rescale(bands: np.ndarray, good: np.ndarray, lo: np.ndarray, hi: np.ndarray
     return out
 
 
-def normalise_bands(images: np.ndarray, method: str) -> np.ndarray:
+def normalise_bands(images: np.ndarray, method: str, mask_value: float | None = CHALLENGE_MASK_VALUE) -> np.ndarray:
     """Normalise every band of every scene of (N, bands, H, W) on its own; float32, same shape.
 
     See the module docstring for the methods; masked pixels are 0 in the output.
@@ -193,7 +193,7 @@ def normalise_bands(images: np.ndarray, method: str) -> np.ndarray:
     out = np.empty(flat.shape, dtype=np.float32)
     for start in range(0, len(flat), _CHUNK):
         bands = flat[start : start + _CHUNK]
-        good = ~masked_pixels(bands)
+        good = ~masked_pixels(bands, mask_value)
         if method == "none":
             out[start : start + len(bands)] = np.where(good, bands, np.float32(0.0))
             continue

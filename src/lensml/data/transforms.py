@@ -13,7 +13,6 @@ from typing import Sequence
 import numpy as np
 import torch
 
-NORMALISATIONS = ("rms", "minmax", "none")
 # Targets that are components of a spin-2 field, and which component (1 or 2) they are.
 SPIN2_COMPONENT = {"g1": 1, "g2": 2, "e1": 1, "e2": 2}
 

@@ -7,9 +7,10 @@ import itertools
 import json
 import os
 import re
+import signal
 import socket
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 from ..errors import LensmlError
 
@@ -19,6 +20,12 @@ _COUNTER = itertools.count()
 # writer's file, even on a file system shared by several machines.
 _HOST = re.sub(r"[^A-Za-z0-9]", "_", socket.gethostname()) or "host"
 _TEMP_NAME = re.compile(r"\..+\.(?P<host>[A-Za-z0-9_]+)-(?P<pid>\d+)-\d+\.tmp(\.[^.]+)?")
+# Test hook: LENSML_STOP_AFTER_WRITES=k makes the process stop itself (SIGSTOP) right after its k-th
+# completed atomic write (counted per process: run with --workers 1), so a test can SIGKILL it at
+# an exact point instead of racing a timer.
+# Read once at import; unset (the normal case), a write pays one falsy check.
+_STOP_AFTER = int(os.environ.get("LENSML_STOP_AFTER_WRITES") or 0)
+_WRITES = itertools.count(1)
 
 
 def _alive(pid: int) -> bool:
@@ -73,6 +80,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    if _STOP_AFTER and next(_WRITES) == _STOP_AFTER:
+        os.kill(os.getpid(), signal.SIGSTOP)
 
 
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
@@ -86,9 +95,3 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> None:
 
 def write_json_atomic(path: str | os.PathLike, obj: Any, indent: int | None = 2) -> None:
     write_text_atomic(path, json.dumps(obj, indent=indent) + "\n")
-
-
-def save_with(path: str | os.PathLike, writer: Callable[[Path], None]) -> None:
-    """Run `writer(tmp_path)` and move the result onto `path` atomically."""
-    with atomic_path(path) as tmp:
-        writer(tmp)

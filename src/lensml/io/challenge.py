@@ -2,11 +2,14 @@
 
     DIR/Public/Band1/imageEUC_VIS-<ID>.fits                  space: one band (VIS), 0.1"/px
     DIR/Public/Band1..4/imageSDSS_{R,I,G,U}-<ID>.fits        ground: R, I, G, U, 0.2"/px
+    DIR/Public/<folder>/<prefix><ID>.fits                    any survey of the registry (lensml.surveys)
     DIR/classifications.csv                                  ID, is_lens [, Einstein_area, ...]
     DIR/<name>_image_catalog.csv                             '#' comments, ID, no_source
+    DIR/survey.yaml                                          optional: the folder's own survey definition
 
-Scenes are stacked in band-folder order (ground: R, I, G, U). Every function is driven by the
-`SURVEYS` table, so a survey is one entry there, not a code path.
+Scenes are stacked in the survey's band order (ground: R, I, G, U). The survey registry drives
+every function, so a survey is one entry there (or one YAML file), not a code path. Cutouts may be
+of any size, taken from the files; all bands and scenes of a set must share it.
 
 Labels and images are matched by ID. An image without a label is always an error where labels
 are needed; a label without an image is only an error when asked for (`labels_for(...,
@@ -17,7 +20,6 @@ from __future__ import annotations
 
 import csv
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
@@ -25,62 +27,20 @@ from typing import Iterable
 import numpy as np
 
 from ..errors import BadInputError, MissingFileError
+from ..surveys import Band, folder_survey, get_survey, survey_names
 from .fits import read_fits_image
 
-IMAGE_SIZE = 101
-MASK_VALUE = 100.0  # ground pixels flagged as bad carry exactly this value
+CHALLENGE_MASK_VALUE = 100.0  # the challenge's ground pixels flagged as bad carry exactly this value
 LABEL_FILE = "classifications.csv"
 CATALOGUE_GLOB = "*_image_catalog.csv"
 OPTIONAL_COLUMNS = ("Einstein_area", "numb_pix_lensed_image", "flux_lensed_image_in_sigma")
 
 
-@dataclass(frozen=True)
-class Band:
-    name: str  # filter, e.g. "VIS" or "R"
-    folder: str  # folder under Public/, e.g. "Band1"
-    prefix: str  # file name up to the ID, e.g. "imageEUC_VIS-"
-
-    def filename(self, image_id: int) -> str:
-        return f"{self.prefix}{int(image_id)}.fits"
-
-    def match_id(self, filename: str) -> int | None:
-        """The ID in a file name of this band, or None if the name is not one of its files."""
-        m = re.fullmatch(re.escape(self.prefix) + r"(\d+)\.fits", filename)
-        return int(m.group(1)) if m else None
-
-
-@dataclass(frozen=True)
-class Survey:
-    name: str
-    bands: tuple[Band, ...]
-    pixel_scale: float  # arcsec / pixel
-
-    @property
-    def band_names(self) -> tuple[str, ...]:
-        return tuple(b.name for b in self.bands)
-
-
-SURVEYS: dict[str, Survey] = {
-    "space": Survey("space", (Band("VIS", "Band1", "imageEUC_VIS-"),), 0.1),
-    "ground": Survey(
-        "ground",
-        tuple(Band(name, f"Band{k + 1}", f"imageSDSS_{name}-") for k, name in enumerate("RIGU")),
-        0.2,
-    ),
-}
-
-
-def get_survey(survey: str) -> Survey:
-    try:
-        return SURVEYS[survey]
-    except KeyError:
-        raise BadInputError(f"unknown survey {survey!r}; known: {', '.join(SURVEYS)}") from None
-
-
-def masked_pixels(image: np.ndarray) -> np.ndarray:
-    """Pixels that carry no measurement: the mask value 100 or not finite. Same shape, bool."""
+def masked_pixels(image: np.ndarray, mask_value: float | None = CHALLENGE_MASK_VALUE) -> np.ndarray:
+    """Pixels that carry no measurement: the survey's mask value, or not finite. Same shape, bool."""
     image = np.asarray(image)
-    return ~np.isfinite(image) | (image == MASK_VALUE)
+    bad = ~np.isfinite(image)
+    return bad if mask_value is None else bad | (image == mask_value)
 
 
 def _band_ids(folder: Path, band: Band) -> set[int]:
@@ -91,23 +51,37 @@ def _band_ids(folder: Path, band: Band) -> set[int]:
         return {i for i in ids if i is not None}
 
 
+def _holds_band(folder: Path, band: Band) -> bool:
+    if not folder.is_dir():
+        return False
+    with os.scandir(folder) as entries:
+        return any(band.match_id(entry.name) is not None for entry in entries)
+
+
 def detect_survey(root: str | os.PathLike) -> str:
-    """'space' or 'ground', from which kind of file Public/Band1 holds."""
+    """The registered survey whose band files the folder holds (its own survey.yaml is registered first).
+
+    A folder may match several surveys that share a first band (Euclid's VIS files are the Space
+    set's): the survey with the most bands whose folders all hold its files wins.
+    """
     root = Path(root)
     if not root.is_dir():
         raise MissingFileError(f"{root}: no such folder")
-    band1 = root / "Public" / "Band1"
-    if not band1.is_dir():
-        raise MissingFileError(f"{root}: no Public/Band1 folder; name the folder that holds Public/")
-    with os.scandir(band1) as entries:
-        names = [entry.name for entry in entries]
-    found = [name for name, survey in SURVEYS.items()
-             if any(n.startswith(survey.bands[0].prefix) and n.endswith(".fits") for n in names)]
-    if len(found) > 1:
-        raise BadInputError(f"{band1}: holds files of several surveys ({', '.join(found)}); keep one per folder")
+    public = root / "Public"
+    if not public.is_dir():
+        raise MissingFileError(f"{root}: no Public folder; name the folder that holds Public/")
+    folder_survey(root)
+    found = [name for name in survey_names()
+             if all(_holds_band(public / b.folder, b) for b in get_survey(name).bands)]
     if not found:
-        expected = " or ".join(f"{s.bands[0].prefix}<ID>.fits" for s in SURVEYS.values())
-        raise BadInputError(f"{band1}: holds no {expected} files")
+        expected = ", ".join(f"{get_survey(s).bands[0].folder}/{get_survey(s).bands[0].prefix}<ID>.fits"
+                             for s in survey_names())
+        raise BadInputError(f"{public}: holds no band files of a known survey ({expected}); "
+                            "describe yours with --survey-file or a survey.yaml beside Public/")
+    most = max(get_survey(s).n_bands for s in found)
+    found = [s for s in found if get_survey(s).n_bands == most]
+    if len(found) > 1:
+        raise BadInputError(f"{public}: holds files of several surveys ({', '.join(found)}); keep one per folder")
     return found[0]
 
 
@@ -136,51 +110,67 @@ def band_path(root: str | os.PathLike, survey: str, band_index: int, image_id: i
     return Path(root) / "Public" / band.folder / band.filename(image_id)
 
 
-def _read_band(path: Path) -> np.ndarray:
-    image = read_fits_image(path)
-    if image.shape != (IMAGE_SIZE, IMAGE_SIZE):
-        raise BadInputError(f"{path}: image is {image.shape[0]}x{image.shape[1]} pixels; "
-                            f"challenge images are {IMAGE_SIZE}x{IMAGE_SIZE}")
-    return image
-
-
-def _stack(paths: Iterable[Path]) -> np.ndarray:
+def stack_bands(paths: Iterable[Path], shape: tuple[int, int] | None = None) -> np.ndarray:
+    """The (bands, H, W) float32 scene of one band file per band; all bands, and `shape` if given, must agree."""
     paths = list(paths)
-    scene = np.empty((len(paths), IMAGE_SIZE, IMAGE_SIZE), dtype=np.float32)
-    for k, path in enumerate(paths):
-        scene[k] = _read_band(path)
-    return scene
+    images = [read_fits_image(path) for path in paths]
+    want = tuple(shape) if shape is not None else images[0].shape
+    for path, image in zip(paths, images):
+        if image.ndim != 2 or image.shape != want:
+            raise BadInputError(f"{path}: image is {'x'.join(map(str, image.shape))} pixels, the set's are "
+                                f"{want[0]}x{want[1]}; every band and scene of a set must have one size")
+    return np.stack(images)
 
 
-def read_scene(root: str | os.PathLike, survey: str, image_id: int) -> np.ndarray:
-    """The (bands, 101, 101) float32 scene of one ID, bands in the survey's order."""
-    n_bands = len(get_survey(survey).bands)
-    return _stack(band_path(root, survey, b, image_id) for b in range(n_bands))
+def read_scene(root: str | os.PathLike, survey: str, image_id: int,
+               shape: tuple[int, int] | None = None) -> np.ndarray:
+    """The (bands, H, W) float32 scene of one ID, bands in the survey's order."""
+    n_bands = get_survey(survey).n_bands
+    return stack_bands([band_path(root, survey, b, image_id) for b in range(n_bands)], shape)
 
 
-def read_scene_files(path: str | os.PathLike, n_bands: int | None = None) -> np.ndarray:
-    """The (bands, 101, 101) scene that one band file belongs to, for predicting on a single scene.
+def scene_shape(root: str | os.PathLike, survey: str, image_id: int) -> tuple[int, int]:
+    """(H, W) of a set's cutouts, from one scene's files."""
+    return read_scene(root, survey, image_id).shape[1:]  # type: ignore[return-value]
 
-    The other bands are looked up in their Public/BandK folders, or beside the file when the
-    scene's files were copied into one folder. A file whose name is not a challenge band file
-    is read as a one-band scene. With `n_bands`, the scene must have that many bands.
+
+def is_band_file(path: str | os.PathLike) -> bool:
+    """Whether a file's name is a band file of a registered survey."""
+    name = Path(path).name
+    return any(b.match_id(name) is not None for s in survey_names() for b in get_survey(s).bands)
+
+
+def read_scene_files(path: str | os.PathLike, n_bands: int | None = None,
+                     shape: tuple[int, int] | None = None) -> np.ndarray:
+    """The (bands, H, W) scene that one band file belongs to, for predicting on a single scene.
+
+    The other bands are looked up in their Public/<folder> folders, or beside the file when the
+    scene's files were copied into one folder. A file whose name is no survey's band file is read
+    as a one-band scene. With `n_bands`, the scene must have that many bands; a survey with that
+    many bands is preferred when the name fits several (Euclid's VIS files are also Space files).
     """
     path = Path(path)
-    for survey in SURVEYS.values():
+    matches = []
+    for name in survey_names():
+        survey = get_survey(name)
         for band in survey.bands:
             image_id = band.match_id(path.name)
-            if image_id is None:
-                continue
-            if n_bands is not None and n_bands != len(survey.bands):
-                raise BadInputError(f"{path}: a {survey.name} band file ({len(survey.bands)} band(s)), "
-                                    f"but the model takes {n_bands}")
-            in_layout = path.parent.name == band.folder
-            return _stack((path.parent.parent / b.folder if in_layout else path.parent) / b.filename(image_id)
-                          for b in survey.bands)
+            if image_id is not None:
+                matches.append((survey, band, image_id))
+    if matches:
+        fitting = [m for m in matches if n_bands in (None, m[0].n_bands)]
+        if not fitting:
+            survey = matches[0][0]
+            raise BadInputError(f"{path}: a {survey.name} band file ({survey.n_bands} band(s)), "
+                                f"but the model takes {n_bands}")
+        survey, band, image_id = fitting[0]
+        in_layout = path.parent.name == band.folder
+        return stack_bands([(path.parent.parent / b.folder if in_layout else path.parent) / b.filename(image_id)
+                            for b in survey.bands], shape)
     if n_bands not in (None, 1):
-        names = ", ".join(f"{s.bands[0].prefix}<ID>.fits" for s in SURVEYS.values())
-        raise BadInputError(f"{path}: not a challenge band file ({names}); the model takes {n_bands} bands")
-    return _stack([path])
+        raise BadInputError(f"{path}: not a band file of a known survey; the model takes {n_bands} bands "
+                            "(name one band file of a scene, or give a FITS cube)")
+    return stack_bands([path], shape)
 
 
 @dataclass(frozen=True)

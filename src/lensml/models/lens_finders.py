@@ -52,11 +52,14 @@ def _flat_features(features: nn.Module, in_channels: int, image_size: Size) -> i
     """Length of the flattened feature vector, found by a dry run so any image size works."""
     was_training = features.training
     features.eval()
-    with torch.no_grad():
-        n = features(torch.zeros(1, in_channels, *image_size)).numel()
+    try:
+        with torch.no_grad():
+            n = features(torch.zeros(1, in_channels, *image_size)).numel()
+    except RuntimeError:  # a layer's output would be empty
+        n = 0
     features.train(was_training)
     if n == 0:
-        raise ValueError(f"images of {image_size} pixels are too small for this architecture")
+        raise ValueError(f"cutouts of {image_size[0]}x{image_size[1]} pixels are too small for this architecture")
     return n
 
 

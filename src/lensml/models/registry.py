@@ -9,7 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
-import torch
 from torch import nn
 
 from ..errors import BadInputError
@@ -69,7 +68,3 @@ def count_parameters(model: nn.Module) -> int:
     params = sum(p.numel() for p in model.parameters())
     stats = sum(b.numel() for n, b in model.named_buffers() if n.endswith(("running_mean", "running_var")))
     return params + stats
-
-
-def example_input(spec: ModelSpec, image_size: tuple[int, int], batch: int = 1) -> torch.Tensor:
-    return torch.zeros(batch, len(spec.inputs), *image_size)

@@ -232,7 +232,7 @@ class StrongRenderer:
         self.sub_x = sub_x.reshape(1, -1).to(self.device, self.dtype)
         self.sub_y = sub_y.reshape(1, -1).to(self.device, self.dtype)
         self.lensed = torch.from_numpy(lensed_slots(config)).to(self.device)
-        self.channels = config.n_bands + 1  # the bands, then the lensed source alone in band 1
+        self.channels = config.n_bands + 1  # the bands, then the lensed source alone in the reference band
         self.unit = float(config.noise_sigma[0])  # working flux unit: values of order 1, no underflow
         sigma = [s / self.unit for s in config.noise_sigma] + [1.0]
         self.sigma = torch.tensor(sigma, dtype=self.dtype, device=self.device).view(1, -1, 1, 1)
@@ -339,12 +339,13 @@ class StrongRenderer:
             for c in range(self.config.n_bands):
                 out[:, c].index_add_(0, rows[part], profile * flux[:, c : c + 1])
             if is_lensed:
-                out[:, -1].index_add_(0, rows[part], profile * flux[:, :1])
+                ref = self.config.reference_band
+                out[:, -1].index_add_(0, rows[part], profile * flux[:, ref : ref + 1])
 
     # --- rendering -----------------------------------------------------------------------------
 
     def render(self, batch: SceneBatch) -> tuple[torch.Tensor, torch.Tensor]:
-        """Noise-free scenes (B, bands, H, W) and the lensed source alone in band 1 (B, H, W), flux units."""
+        """Noise-free scenes (B, bands, H, W) and the lensed source alone in the reference band (B, H, W), flux units."""
         cfg = self.config
         n, ss, ch = cfg.image_size, cfg.supersampling, self.channels
         batch = SceneBatch(batch.mass.to(self.device, self.dtype), batch.light.to(self.device, self.dtype),
@@ -408,11 +409,11 @@ class StrongRenderer:
     # --- PSF -----------------------------------------------------------------------------------
 
     def _build_psf(self) -> None:
-        """PSF operators per channel (the last channel, the source alone, uses band 1's PSF)."""
+        """PSF operators per channel (the last channel, the source alone, uses the reference band's PSF)."""
         cfg = self.config
         n = cfg.image_size
         ss = cfg.supersampling if cfg.psf_supersampled else 1
-        bands = list(range(cfg.n_bands)) + [0]
+        bands = list(range(cfg.n_bands)) + [cfg.reference_band]
         as_tensor = lambda a: torch.tensor(np.asarray(a), dtype=self.dtype, device=self.device)  # noqa: E731
         self.separable = cfg.psf_profile == "gaussian"
         if self.separable:

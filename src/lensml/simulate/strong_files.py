@@ -2,6 +2,8 @@
 
     DIR/Public/Band1/imageEUC_VIS-<ID>.fits                      (space)
     DIR/Public/Band{1,2,3,4}/imageSDSS_{R,I,G,U}-<ID>.fits       (ground)
+    DIR/Public/<folder>/<prefix><ID>.fits                        (any survey of the registry)
+    DIR/survey.yaml              the survey's definition, so the folder reads without a --survey-file
     DIR/classifications.csv      ID,is_lens,Einstein_area,numb_pix_lensed_image,flux_lensed_image_in_sigma
     DIR/<survey>_image_catalog.csv   (with catalogue=True) '#' comment lines, then ID,no_source
     DIR/simulation.json          seed, settings and versions: the folder's claim
@@ -34,14 +36,15 @@ from ..errors import BadInputError, MissingFileError
 from ..io.atomic import write_text_atomic
 from ..io.fits import write_fits_image
 from ..io.tables import write_csv
+from ..surveys import FOLDER_SURVEY_FILE, Survey, get_survey, register_survey, survey_from_mapping, survey_yaml
 from .record import RECORD_NAME, check_shard, claim_folder, read_record
-from .surveys import StrongSimConfig, band_file, band_header, observe, survey_config
+from .surveys import StrongSimConfig, band_file, band_header, observe, strong_config
 
 LABELS_NAME = "classifications.csv"
 PARTS_DIR = ".parts"
 COLUMNS = ("ID", "is_lens", "Einstein_area", "numb_pix_lensed_image", "flux_lensed_image_in_sigma")
 SHARD_CSV = re.compile(r"^classifications\.shard-(\d+)-of-(\d+)\.csv$")
-GUARDED = ("kind", "survey", "seed", "first_id", "lens_fraction", "batch_size", "config")
+GUARDED = ("kind", "survey", "survey_definition", "seed", "first_id", "lens_fraction", "batch_size", "config")
 
 
 def simulate_strong(
@@ -58,8 +61,11 @@ def simulate_strong(
     progress: bool = True,
     batch_size: int = 64,
     device: str = "cpu",
+    image_size: int | tuple[int, int] | None = None,
 ) -> Path:
-    """Simulate scenes first_id .. first_id + n - 1 (or one shard of them) into `out_dir`.
+    """Simulate scenes first_id .. first_id + n - 1 (or one shard of them) of a registered survey into `out_dir`.
+
+    `image_size` (N, or (rows, columns)) replaces the survey's usual cutout size.
 
     `device` renders on a GPU ("cuda", "auto"); images then differ from CPU renders in the last bits.
 
@@ -77,18 +83,20 @@ def simulate_strong(
     if shard is not None:
         shard = (int(shard[0]), int(shard[1]))
         check_shard(shard)
-    from ..training import resolve_device  # the same --device rules as training
+    from ..device import resolve_device  # the same --device rules as training
 
     device = str(resolve_device(device))
-    config = survey_config(survey, config_overrides)
+    spec = get_survey(survey)
+    config = strong_config(spec, image_size, config_overrides)
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise BadInputError(f"{out}: exists and is not a folder")
-    record = {**_record(config, n, seed, first_id, lens_fraction, batch_size), "device": device}
+    record = {**_record(config, spec, n, seed, first_id, lens_fraction, batch_size), "device": device}
     claim_folder(out, record, guarded=GUARDED, foreign=("Public", LABELS_NAME))
+    write_text_atomic(out / FOLDER_SURVEY_FILE, survey_yaml(spec))
 
     batches = [j for j in range(math.ceil(n / batch_size)) if shard is None or j % shard[1] == shard[0] - 1]
-    job = _Job(config, str(out), int(seed), float(lens_fraction), int(first_id), int(n), int(batch_size), device)
+    job = _Job(config, spec, str(out), int(seed), float(lens_fraction), int(first_id), int(n), int(batch_size), device)
     known = _known_rows(out)
     todo = [j for j in batches if not job.complete(j, known)]
     wanted = [i for j in batches for i in job.ids(j)]
@@ -143,15 +151,16 @@ def merge_shards(out_dir: str | os.PathLike, catalogue: bool = False) -> Path:
     absent = [i for i in expected if i not in rows]
     if absent:
         raise BadInputError(f"{out}: {len(absent)} of {n} IDs have no label (first: {absent[0]}); rerun their shard")
-    config = survey_config(record["survey"], record["config"], str(out / RECORD_NAME))
-    lost = [i for i in expected for b in range(config.n_bands) if not (out / band_file(config, b, i)).is_file()]
+    source = str(out / RECORD_NAME)
+    spec = register_survey(survey_from_mapping(record["survey_definition"], source), source)
+    lost = [i for i in expected for b in range(spec.n_bands) if not (out / band_file(spec, b, i)).is_file()]
     if lost:
         raise BadInputError(f"{out}: {len(lost)} image file(s) missing (first: ID {lost[0]}); rerun their shard")
     ordered = [rows[i] for i in expected]
     path = out / LABELS_NAME
     _write_labels(path, ordered)
     if catalogue:
-        write_catalogue(out, config.survey, ordered, record)
+        write_catalogue(out, spec.name, ordered, record)
     for part in parts.values():
         part.unlink()
     return path
@@ -174,14 +183,15 @@ def write_catalogue(out: Path, survey: str, rows: Iterable[list[str]], record: M
 # --- records and labels ----------------------------------------------------------------------
 
 
-def _record(config: StrongSimConfig, n: int, seed: int, first_id: int, lens_fraction: float,
+def _record(config: StrongSimConfig, survey: Survey, n: int, seed: int, first_id: int, lens_fraction: float,
             batch_size: int) -> dict[str, Any]:
     import caustics
     import torch
 
     return {
-        "kind": "strong", "survey": config.survey, "seed": int(seed), "n": int(n), "first_id": int(first_id),
-        "lens_fraction": float(lens_fraction), "batch_size": int(batch_size), "config": config.to_dict(),
+        "kind": "strong", "survey": config.survey, "survey_definition": survey.to_dict(), "seed": int(seed),
+        "n": int(n), "first_id": int(first_id), "lens_fraction": float(lens_fraction), "batch_size": int(batch_size),
+        "config": config.to_dict(),
         "lensml": __version__, "caustics": caustics.__version__, "torch": torch.__version__,
         "numpy": np.__version__,
     }
@@ -191,7 +201,7 @@ def _row(config: StrongSimConfig, scene: Any, source: np.ndarray) -> list[str]:
     """The labels of one scene; see docs/strong_simulation.md for the definitions."""
     if not scene.is_lens:
         return [str(scene.image_id), "0", "0", "0", "0"]
-    sigma = config.noise_sigma[0] * scene.noise_factor
+    sigma = config.noise_sigma[config.reference_band] * scene.noise_factor
     source = np.asarray(source, dtype=np.float64)
     above = source > sigma
     area = math.pi * scene.theta_e**2
@@ -235,9 +245,9 @@ def _remove_if_empty(folder: Path) -> None:
 class _Job:
     """What a worker needs to render and write batch j; picklable, and the renderer built once per process."""
 
-    def __init__(self, config: StrongSimConfig, out: str, seed: int, lens_fraction: float, first_id: int, n: int,
-                 batch_size: int, device: str):
-        self.config, self.out, self.seed, self.lens_fraction = config, Path(out), seed, lens_fraction
+    def __init__(self, config: StrongSimConfig, survey: Survey, out: str, seed: int, lens_fraction: float,
+                 first_id: int, n: int, batch_size: int, device: str):
+        self.config, self.survey, self.out, self.seed, self.lens_fraction = config, survey, Path(out), seed, lens_fraction
         self.first_id, self.n, self.batch_size, self.device = first_id, n, batch_size, device
         self._renderer = None
 
@@ -249,7 +259,7 @@ class _Job:
         return list(range(start, min(start + self.batch_size, self.first_id + self.n)))
 
     def paths(self, image_id: int) -> list[Path]:
-        return [self.out / band_file(self.config, b, image_id) for b in range(self.config.n_bands)]
+        return [self.out / band_file(self.survey, b, image_id) for b in range(self.config.n_bands)]
 
     def complete(self, j: int, known: Mapping[int, list[str]]) -> bool:
         return all(i in known and all(p.is_file() for p in self.paths(i)) for i in self.ids(j))
@@ -270,11 +280,12 @@ class _Job:
         for index, scene in enumerate(scenes[: len(self.ids(j))]):
             paths = self.paths(scene.image_id)
             if not all(p.is_file() for p in paths):
-                image = observe(self.config, clean[index], scene.noise_factor, scene.noise_seed, scene.mask)
+                image = self.config.crop(observe(self.config, clean[index], scene.noise_factor, scene.noise_seed,
+                                                 scene.mask))
                 for b, path in enumerate(paths):
                     if not path.is_file():
                         write_fits_image(path, image[b], {**headers[b], "IMAGEID": scene.image_id})
-            rows[scene.image_id] = _row(self.config, scene, source[index])
+            rows[scene.image_id] = _row(self.config, scene, self.config.crop(source[index]))
         _write_labels(self.out / PARTS_DIR / f"batch-{j}.csv", list(rows.values()))
         return rows
 

@@ -1,4 +1,4 @@
-"""Space (Euclid-like) and Ground (KiDS-like) presets for strong-lens scenes, and how they are observed.
+"""Strong-lens scene settings: the lens populations, and how a survey of the registry observes them.
 
 Flux unit: the challenge's pixel values. Measured on the real challenge samples, background noise
 per pixel is 7.8e-13 (VIS), 1.53e-12 (R), 3.2e-12 (I), 1.25e-12 (G) and 2.0e-12 (U); with these and
@@ -8,6 +8,10 @@ AB magnitude -2.5 log10(f) + zero_point with zero_point 0. The central galaxies 
 then of magnitude 20-24 (space) and 18-23 (ground, r), which set the magnitude ranges below.
 One ground sample in six has about 2.7 times the usual noise in every band (a shallower tile), and
 two in six have a masked (value 100) square or edge strip in one band.
+
+Magnitudes are drawn in the survey's reference band (r, else VIS, else the first band); every
+other band adds a colour drawn from `FILTER_COLOURS` by the band's name, so a survey with other
+filters needs no new population.
 """
 
 from __future__ import annotations
@@ -21,29 +25,29 @@ import numpy as np
 
 from ..config import as_range, replace_from
 from ..errors import BadInputError
+from ..surveys import Survey, get_survey
 
 Range = tuple[float, float]
-SURVEYS = ("space", "ground")
 PSF_PROFILES = ("gaussian", "moffat")
 NONLENS_KINDS = ("no_source", "offset_source", "small_mass", "field")
-MASK_VALUE = 100.0
 # Per-band settings: one value per band, in the band order of the files (Band1, Band2, ...).
 PER_BAND = ("psf_fwhm", "noise_sigma")
 COLOURS = ("lens_colour", "source_colour", "neighbour_colour")
-
+REFERENCE_BANDS = ("r", "R", "VIS")  # magnitudes are drawn in the first of these a survey has
 
 @dataclass(frozen=True)
 class StrongSimConfig:
     """Everything that defines the distribution of strong-lens scenes. Angles in arcsec, magnitudes AB.
 
-    Colours are ranges of m_band - m_first_band, one per band (the first is (0, 0)).
+    Colours are ranges of m_band - m_reference_band, one per band.
     """
 
-    survey: str = "space"
+    survey: str = "space"  # a name in the survey registry (lensml.surveys)
     bands: tuple[str, ...] = ("VIS",)
-    file_prefix: str = "EUC"  # files are Public/Band<k>/image<prefix>_<band>-<ID>.fits
+    reference_band: int = 0  # magnitudes are drawn in this band; its colours are (0, 0)
     pixel_scale: float = 0.1  # arcsec / pixel
-    image_size: int = 101
+    image_size: int = 101  # side of the square the scene is rendered on
+    cutout_shape: tuple[int, int] | None = None  # (rows, columns) cut from its centre; None: the whole square
     psf_profile: str = "gaussian"
     psf_fwhm: tuple[float, ...] = (0.18,)
     psf_beta: float = 3.0  # Moffat only
@@ -55,7 +59,8 @@ class StrongSimConfig:
     zero_point: float = 0.0  # AB magnitude of flux 1
     supersampling: int = 3  # sub-pixels per pixel side (odd)
     adaptive_tolerance: float = 0.02  # supersample pixels whose centre sample may be off by this many sigma
-    mask_fraction: float = 0.0  # share of scenes with a masked region (value 100) in one band
+    mask_fraction: float = 0.0  # share of scenes with a masked region (value mask_value) in one band
+    mask_value: float = 100.0
     theta_e: Range = (0.5, 2.5)  # Einstein radius of the deflector
     lens_q: Range = (0.5, 0.95)  # axis ratio of the mass; the light follows it within 0.05
     shear_max: float = 0.08  # external shear |gamma| ~ U(0, max)
@@ -103,12 +108,17 @@ class StrongSimConfig:
                 raise BadInputError(f"strong simulation: {name} needs one range per band ({nb}), got {len(value)}")
             fix(self, name, value)
         fix(self, "nonlens_mix", tuple(float(v) for v in self.nonlens_mix))
+        if self.cutout_shape is not None:
+            fix(self, "cutout_shape", tuple(int(v) for v in self.cutout_shape))
         positive = ("pixel_scale", "psf_beta", "theta_e", "lens_q", "lens_n", "lens_re_ratio", "source_re",
                     "source_n", "source_q", "clump_re", "neighbour_re", "field_re", "small_theta_e", "noisy_factor")
         checks = [
-            (self.survey in SURVEYS, f"survey must be one of {', '.join(SURVEYS)}"),
             (nb >= 1, "give at least one band"),
+            (0 <= self.reference_band < nb, f"reference_band must be a band index, 0 to {nb - 1}"),
             (self.image_size >= 16, "image_size must be at least 16 pixels"),
+            (self.cutout_shape is None or (len(self.cutout_shape) == 2 and 16 <= min(self.cutout_shape)
+                                           and max(self.cutout_shape) <= self.image_size),
+             "cutout_shape must be (rows, columns), each from 16 to image_size"),
             (self.psf_profile in PSF_PROFILES, f"psf_profile must be one of {', '.join(PSF_PROFILES)}"),
             (all(f > 0 for f in self.psf_fwhm), "psf_fwhm must be positive"),
             (all(s > 0 for s in self.noise_sigma), "noise_sigma must be positive"),
@@ -138,6 +148,17 @@ class StrongSimConfig:
     def n_bands(self) -> int:
         return len(self.bands)
 
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(rows, columns) of the written cutouts."""
+        return self.cutout_shape or (self.image_size, self.image_size)
+
+    def crop(self, image: np.ndarray) -> np.ndarray:
+        """The centred cutout of an image rendered on the square (last two axes)."""
+        rows, cols = self.shape
+        top, left = (self.image_size - rows) // 2, (self.image_size - cols) // 2
+        return image[..., top : top + rows, left : left + cols]
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
@@ -146,70 +167,89 @@ class StrongSimConfig:
         return np.power(10.0, -0.4 * (np.asarray(mag, dtype=np.float64) - self.zero_point))
 
 
-def space() -> StrongSimConfig:
-    """Euclid VIS: one band at 0.1"/px, Gaussian PSF of FWHM 0.18", noise of the challenge's Space set."""
-    return StrongSimConfig()
+# The two lens populations (StrongSimConfig fields): what the challenge's Space and Ground sets hold.
+POPULATIONS: dict[str, dict[str, Any]] = {
+    "space": {},  # the StrongSimConfig defaults
+    "ground": {
+        "theta_e": (0.8, 3.0), "lens_mag": (21.5, 24.0), "source_mag": (22.5, 25.5), "source_re": (0.1, 0.5),
+        "clump_re": (0.05, 0.12), "neighbour_mag": (20.5, 25.5), "neighbour_re": (0.15, 0.8),
+        "field_mag": (18.5, 22.0), "field_re": (0.4, 1.5), "small_theta_e": (0.03, 0.1),
+    },
+}
+
+# Colour ranges m_band - m_r by filter name: (lens, source, neighbour). Early-type deflectors at
+# z ~ 0.3-0.6 are red, star-forming sources at z ~ 1-3 blue, field objects anything between.
+_OPTICAL = {
+    "u": ((1.8, 3.2), (0.0, 0.9), (0.0, 3.0)),
+    "g": ((0.8, 1.6), (-0.1, 0.4), (-0.1, 1.6)),
+    "r": ((0.0, 0.0), (0.0, 0.0), (0.0, 0.0)),
+    "i": ((-0.8, -0.35), (-0.3, 0.1), (-0.8, 0.1)),
+    "z": ((-1.3, -0.6), (-0.4, 0.1), (-1.3, 0.1)),
+}
+FILTER_COLOURS: dict[str, tuple[Range, Range, Range]] = {
+    **_OPTICAL, **{k.upper(): v for k, v in _OPTICAL.items()},
+    "y": ((-1.5, -0.7), (-0.5, 0.1), (-1.5, 0.1)),  # Rubin / HSC y (0.97 micron)
+    "VIS": ((-0.5, -0.2), (-0.2, 0.05), (-0.5, 0.05)),  # Euclid VIS (r + i + z)
+    "Y": ((-1.6, -0.9), (-0.6, 0.1), (-1.6, 0.1)),  # Euclid NISP (1.1, 1.35, 1.8 micron)
+    "J": ((-1.9, -1.1), (-0.8, 0.1), (-1.9, 0.1)),
+    "H": ((-2.3, -1.4), (-1.0, 0.1), (-2.3, 0.1)),
+}
 
 
-def ground() -> StrongSimConfig:
-    """KiDS-like r, i, g, u at 0.2"/px (files Band1..4 = R, I, G, U), Moffat seeing per band."""
-    return StrongSimConfig(
-        survey="ground",
-        bands=("R", "I", "G", "U"),
-        file_prefix="SDSS",
-        pixel_scale=0.2,
-        psf_profile="moffat",
-        psf_fwhm=(0.70, 0.80, 0.85, 1.00),
-        psf_beta=3.0,
-        psf_supersampled=False,
-        noise_sigma=(1.53e-12, 3.2e-12, 1.25e-12, 2.0e-12),
-        noisy_fraction=0.15,
-        mask_fraction=0.2,
-        theta_e=(0.8, 3.0),
-        lens_mag=(21.5, 24.0),
-        source_mag=(22.5, 25.5),
-        source_re=(0.1, 0.5),
-        clump_re=(0.05, 0.12),
-        neighbour_mag=(20.5, 25.5),
-        neighbour_re=(0.15, 0.8),
-        field_mag=(18.5, 22.0),
-        field_re=(0.4, 1.5),
-        small_theta_e=(0.03, 0.1),
-        # m_band - m_r. Early-type deflectors at z ~ 0.3-0.6 are red; star-forming sources at z ~ 1-3 blue.
-        lens_colour=((0.0, 0.0), (-0.8, -0.35), (0.8, 1.6), (1.8, 3.2)),
-        source_colour=((0.0, 0.0), (-0.3, 0.1), (-0.1, 0.4), (0.0, 0.9)),
-        neighbour_colour=((0.0, 0.0), (-0.8, 0.1), (-0.1, 1.6), (0.0, 3.0)),
+def _colours(bands: tuple[str, ...], reference: int) -> dict[str, tuple[Range, ...]]:
+    """Colour ranges per band relative to the reference band (about its mid colour); unknown filters are grey."""
+    grey = ((0.0, 0.0),) * 3
+    table = [FILTER_COLOURS.get(b, grey) for b in bands]
+    out = {}
+    for k, name in enumerate(COLOURS):
+        mid = sum(table[reference][k]) / 2.0
+        out[name] = tuple((0.0, 0.0) if b == reference else (t[k][0] - mid, t[k][1] - mid) for b, t in enumerate(table))
+    return out
+
+
+def strong_config(survey: str | Survey, image_size: int | tuple[int, int] | None = None,
+                  overrides: Mapping[str, Any] | None = None, source: str = "config") -> StrongSimConfig:
+    """The simulation preset of a registered survey, at `image_size` pixels (N or (rows, columns)), with
+    `overrides` applied.
+
+    The survey gives bands, pixel scale, PSF, noise and mask value; its population gives the lenses;
+    its own `simulation` settings, then `overrides` (field name -> value, lists for ranges), come last.
+    A cutout that is not square is rendered on the square of its longer side and cut from its centre.
+    """
+    spec = survey if isinstance(survey, Survey) else get_survey(survey)
+    size = spec.image_size if image_size is None else image_size
+    rows, cols = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+    names = spec.band_names
+    reference = next((names.index(b) for b in REFERENCE_BANDS if b in names), 0)
+    base = StrongSimConfig(
+        survey=spec.name, bands=names, reference_band=reference, pixel_scale=spec.pixel_scale_arcsec,
+        image_size=max(rows, cols), cutout_shape=None if rows == cols else (rows, cols), psf_fwhm=tuple(b.psf_fwhm_arcsec for b in spec.bands),
+        noise_sigma=tuple(b.noise_sigma for b in spec.bands),
+        mask_value=100.0 if spec.mask_value is None else spec.mask_value, **_colours(names, reference),
     )
-
-
-PRESETS = {"space": space, "ground": ground}
-
-
-def survey_config(survey: str, overrides: Mapping[str, Any] | None = None, source: str = "config") -> StrongSimConfig:
-    """The preset of `survey` with `overrides` (field name -> value, lists for ranges) applied."""
-    if survey not in PRESETS:
-        raise BadInputError(f"unknown survey {survey!r}; known: {', '.join(SURVEYS)}")
-    config = PRESETS[survey]()
+    config = replace_from(base, POPULATIONS[spec.population], f"population {spec.population}")
+    config = replace_from(config, dict(spec.simulation), f"survey {spec.name}: simulation")
+    if spec.mask_value is None and config.mask_fraction > 0:
+        raise BadInputError(f"survey {spec.name}: mask_fraction needs a mask_value")
     if overrides:
-        if "survey" in overrides and overrides["survey"] != survey:
-            raise BadInputError(f"{source}: survey {overrides['survey']!r} does not match --survey {survey}")
+        if "survey" in overrides and overrides["survey"] != spec.name:
+            raise BadInputError(f"{source}: survey {overrides['survey']!r} does not match --survey {spec.name}")
         config = replace_from(config, dict(overrides), source)
     return config
 
 
-def band_file(config: StrongSimConfig, band_index: int, image_id: int) -> str:
+def band_file(survey: Survey, band_index: int, image_id: int) -> str:
     """Path of one band of one scene, relative to the data folder (challenge layout)."""
-    band = config.bands[band_index]
-    return f"Public/Band{band_index + 1}/image{config.file_prefix}_{band}-{image_id}.fits"
+    band = survey.bands[band_index]
+    return f"Public/{band.folder}/{band.filename(image_id)}"
 
 
 def band_header(config: StrongSimConfig, band_index: int) -> dict[str, Any]:
     """FITS keys of one band: the challenge's TAN WCS (CDELT in degrees) plus band, pixel scale and PSF."""
-    size, scale = config.image_size, config.pixel_scale
+    (rows, cols), scale = config.shape, config.pixel_scale
     deg = scale / 3600.0
-    centre = (size + 1) / 2.0
     return {
-        "WCSAXES": 2, "CRPIX1": centre, "CRPIX2": centre, "CRVAL1": 0.0, "CRVAL2": 0.0,
+        "WCSAXES": 2, "CRPIX1": (cols + 1) / 2.0, "CRPIX2": (rows + 1) / 2.0, "CRVAL1": 0.0, "CRVAL2": 0.0,
         "CTYPE1": "RA---TAN", "CTYPE2": "DEC--TAN", "CUNIT1": "deg", "CUNIT2": "deg",
         "CDELT1": -deg, "CDELT2": deg,
         "BAND": (config.bands[band_index], "filter"),
@@ -269,13 +309,13 @@ def noise_variance(config: StrongSimConfig, clean: np.ndarray, noise_factor: flo
 
 def observe(config: StrongSimConfig, clean: np.ndarray, noise_factor: float, noise_seed: int,
             mask: tuple[int, int, int, int, int] | None) -> np.ndarray:
-    """Add noise to a noise-free (bands, H, W) scene and set masked pixels to MASK_VALUE."""
+    """Add noise to a noise-free (bands, H, W) scene and set masked pixels to the mask value."""
     rng = np.random.default_rng(noise_seed)
     normal = rng.standard_normal(clean.shape, dtype=np.float32)
     image = clean.astype(np.float32) + normal * np.sqrt(noise_variance(config, clean, noise_factor))
     if mask is not None:
         band, y0, y1, x0, x1 = mask
-        image[band, y0:y1, x0:x1] = MASK_VALUE
+        image[band, y0:y1, x0:x1] = config.mask_value
     return image
 
 

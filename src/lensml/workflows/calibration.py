@@ -18,8 +18,9 @@ from ..inference import predict_array
 from ..io.manifest import read_manifest
 from ..metrics.shear import shear_bias
 from ..modelfile import load_model, model_path, save_model
-from ..training import resolve_device
-from .run_training import DataIdentity, held_out, manifest_identity
+from ..device import resolve_device
+from ..identity import DataIdentity, held_out, manifest_identity
+from ..report import report
 
 MIN_CALIBRATION = 200
 
@@ -37,7 +38,7 @@ def calibrate_model(model_file: Path, images: np.ndarray, targets: np.ndarray, d
                         "m_err": {name: fit["m_err"] for name, fit in fits.items()},
                         "n": len(images), "data": data.path, "sha256": data.sha256}
     for name, fit in fits.items():
-        print(f"calibration {name}: m = {fit['m']:+.4f} ± {fit['m_err']:.4f} (c = {fit['c']:+.5f} ± {fit['c_err']:.5f}, "
+        report(f"calibration {name}: m = {fit['m']:+.4f} ± {fit['m_err']:.4f} (c = {fit['c']:+.5f} ± {fit['c_err']:.5f}, "
               f"not corrected) from {len(images)} stamps")
     save_model(model_file, net, info)
     return info.calibration

@@ -9,18 +9,16 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from ..data.challenge_set import ChallengeSet, load_challenge_set
+from ..data.lens_set import check_bands, load_lens_set
 from ..errors import BadInputError
 from ..io.atomic import write_json_atomic
 from ..io.tables import format_table
 from ..metrics.detection import detection_metrics, roc_curve
-from ..modelfile import ModelInfo, load_model
+from ..modelfile import load_model
 from ..plots import plot_roc
-from ..training import resolve_device
-from .run_training import challenge_identity, held_out
-
-RESULT_KEYS = ("n", "auc", "tpr", "fpr", "tpr0", "tpr10", "seconds_per_image", "device")
-
+from ..device import device_name, resolve_device
+from ..identity import held_out, lens_identity
+from ..report import report
 
 @torch.inference_mode()
 def lens_scores(net, images: np.ndarray, device: torch.device, batch_size: int = 256, progress: bool = False,
@@ -53,22 +51,16 @@ def lens_probabilities(net, x: torch.Tensor, device: torch.device) -> tuple[np.n
     return p.float().cpu().numpy(), time.perf_counter() - began
 
 
-def _check_bands(info: ModelInfo, data: ChallengeSet, model_file: str) -> None:
-    bands = info.arch_kwargs["in_channels"]
-    if data.images.shape[1] != bands:
-        raise BadInputError(f"{model_file} takes {bands} band(s); {data.root} is a {data.survey} set with "
-                            f"{data.images.shape[1]}")
-
-
 def score_model(data_dir: str, model_file: str, device: str = "auto", batch_size: int = 256, progress: bool = True):
     """Scores of one model on the images of a folder it did not train on; returns (results, labels, scores)."""
     dev = resolve_device(device)
     net, info = load_model(model_file, dev)
     if info.task != "lens":
-        raise BadInputError(f"{model_file} is a {info.task} model; a challenge folder needs a lens finder")
-    data = load_challenge_set(data_dir, info.norm, progress=progress)
-    _check_bands(info, data, model_file)
-    rows, subset = held_out(info, challenge_identity(data), "images")
+        raise BadInputError(f"{model_file} is a {info.task} model; a lens-finding folder needs a lens finder")
+    data = load_lens_set(data_dir, info.norm, progress=progress)
+    check_bands(info.arch_kwargs["in_channels"], data.images.shape[1], f"{data.root} ({data.survey})", model_file)
+    info.check_image_size(data.images.shape, str(data.root))
+    rows, subset = held_out(info, lens_identity(data), "images")
     scores, per_image = lens_scores(net, data.images, dev, batch_size, progress, rows=rows)
     labels = data.labels[rows]
     if len(np.unique(labels)) < 2:
@@ -80,14 +72,6 @@ def score_model(data_dir: str, model_file: str, device: str = "auto", batch_size
                                "training_seconds": info.training.get("seconds"),
                                "training_device": info.training.get("device")}
     return results, labels, scores
-
-
-def device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    import platform
-
-    return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
 
 
 def _table(results: Sequence[dict]) -> str:
@@ -107,11 +91,11 @@ def evaluate_lens(data_dir: str, model_files: Sequence[str], device: str = "auto
     results, curves = [], {}
     for model_file in model_files:
         res, labels, scores = score_model(data_dir, model_file, device, batch_size, progress)
-        print(f"{model_file}: scored {res['n']} images ({res['subset']}) on {res['device']}")
+        report(f"{model_file}: scored {res['n']} images ({res['subset']}) on {res['device']}")
         results.append(res)
         fpr, tpr, _ = roc_curve(labels, scores)
         curves[f"{Path(model_file).name} (AUC {res['auc']:.3f})"] = (fpr, tpr)
-    print(_table(results))
+    report(_table(results))
     if json_path:
         write_json_atomic(json_path, results[0] if len(results) == 1 else results)
     if plot_path:

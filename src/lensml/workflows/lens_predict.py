@@ -23,48 +23,48 @@ import torch
 from tqdm import tqdm
 
 from ..data.band_norm import normalise_bands
-from ..data.challenge_set import folder_labels, is_challenge_folder
-from ..data.inputs import model_input
+from ..data.inputs import lens_mask_value, model_input, read_lens_scene
+from ..data.lens_set import SceneSource, is_lens_folder, scene_source
 from ..errors import BadInputError, LensmlError, MissingFileError
 from ..io.atomic import write_json_atomic
-from ..io.challenge import detect_survey, get_survey, list_ids, read_scene, read_scene_files
 from ..io.tables import format_table
 from ..modelfile import ModelInfo, load_model, model_path
-from ..training import resolve_device
-from .lens_eval import device_name, lens_probabilities
+from ..device import device_name, resolve_device
+from .lens_eval import lens_probabilities
+from ..report import report
 
 
 @dataclass(frozen=True)
 class SceneList:
-    """The scenes to score: keys (IDs of a challenge folder, or file names of a list) and how to read one."""
+    """The scenes to score: keys (IDs of a challenge folder, or file names) and how to read one."""
 
     key_name: str  # CSV column of the keys: "ID" or "file"
     keys: list
     root: Path
-    survey: str | None  # a challenge folder's survey; None for a list of files
-    n_bands: int
+    folder: SceneSource | None  # a folder's scenes; None for a list of files
+    shape: tuple[int, int, int]  # (bands, H, W) the model takes
+    mask_value: float | None
 
     def read(self, key) -> np.ndarray:
-        if self.survey is not None:
-            return read_scene(self.root, self.survey, int(key))
-        return read_scene_files(self.root / key, self.n_bands)
+        if self.folder is not None:
+            return self.folder.read(key, self.shape)
+        return read_lens_scene(self.root / key, self.shape[0], self.shape)
 
 
-def scene_list(path: Path, n_bands: int) -> SceneList:
-    """A challenge folder, or a text file naming one band file per scene (other bands found by name)."""
-    if is_challenge_folder(path):
-        survey = detect_survey(path)
-        if len(get_survey(survey).bands) != n_bands:
-            raise BadInputError(f"the model takes {n_bands} band(s); {path} is a {survey} folder")
-        return SceneList("ID", list_ids(path, survey), path, survey, n_bands)
+def scene_list(path: Path, info: ModelInfo) -> SceneList:
+    """A challenge or cutout folder, or a text file naming one file per scene (a band file or a cube)."""
+    shape = (info.arch_kwargs["in_channels"], *info.image_size)
+    if is_lens_folder(path):
+        folder = scene_source(path)
+        return SceneList(folder.key_name, folder.keys, path, folder, shape, folder.mask_value)
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as exc:
         raise BadInputError(f"{path}: cannot read the list of files ({exc})") from None
     files = [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
     if not files:
-        raise BadInputError(f"{path}: lists no files (one FITS band file per scene, one per line)")
-    return SceneList("file", files, path.parent, None, n_bands)
+        raise BadInputError(f"{path}: lists no files (one FITS file per scene, one per line)")
+    return SceneList("file", files, path.parent, None, shape, lens_mask_value(info))
 
 
 class _Batches(torch.utils.data.Dataset):
@@ -82,7 +82,7 @@ class _Batches(torch.utils.data.Dataset):
             scenes = np.stack([self.scenes.read(key) for key in keys])
         except LensmlError as exc:  # handed to the main process as data: re-raised there as it is,
             return keys, exc        # not wrapped in the loader's traceback
-        return keys, torch.from_numpy(normalise_bands(scenes, self.norm))
+        return keys, torch.from_numpy(normalise_bands(scenes, self.norm, self.scenes.mask_value))
 
 
 class ResumableCsv:
@@ -143,7 +143,7 @@ def _model_digest(path: Path) -> str:
 def predict_lens(input_path: str, model_file: str, out_csv: str | None = None, device: str = "auto",
                  batch_size: int = 256, workers: int = 1, shard: tuple[int, int] | None = None,
                  progress: bool = True) -> np.ndarray:
-    """Lens probability per scene of a challenge folder or a list of files, or for one scene given by a band file."""
+    """Lens probability per scene of a folder (challenge layout or cutouts) or a list of files, or of one scene file."""
     dev = resolve_device(device)
     net, info = load_model(model_file, dev)
     net.eval()
@@ -153,11 +153,12 @@ def predict_lens(input_path: str, model_file: str, out_csv: str | None = None, d
     if path.is_file() and _is_fits(path):
         with torch.inference_mode():
             p = torch.sigmoid(net(torch.from_numpy(model_input(info, str(path), None)).to(dev))).item()
-        print(f"p_lens = {p:.5f}")
+        report(f"p_lens = {p:.5f}")
         return np.array([p])
-    if path.is_dir() and not is_challenge_folder(path):
-        raise BadInputError(f"{path}: not a challenge folder (no Public/); name a folder, a list of files or an image")
-    scenes = scene_list(path, info.arch_kwargs["in_channels"])
+    if path.is_dir() and not is_lens_folder(path):
+        raise BadInputError(f"{path}: neither a challenge folder (Public/) nor a folder of FITS cutouts; name a "
+                            "folder, a list of files or an image")
+    scenes = scene_list(path, info)
     keys = scenes.keys if shard is None else scenes.keys[shard[0] - 1 :: shard[1]]
     labels = _labels(scenes, keys)
     header = [scenes.key_name, "p_lens", *(["is_lens"] if labels else [])]
@@ -169,22 +170,22 @@ def predict_lens(input_path: str, model_file: str, out_csv: str | None = None, d
         sink = ResumableCsv(out_csv, header, identity)
         done = sink.open()
         if done:
-            print(f"{sink.partial}: {len(done)} scenes already scored; going on with the rest")
+            report(f"{sink.partial}: {len(done)} scenes already scored; going on with the rest")
             keys = [k for k in keys if str(k) not in done]
     scores, printed = _stream(net, info, scenes, keys, labels, dev, batch_size, workers, sink, progress)
     if sink is not None:
         sink.finish()
     else:
-        print(format_table(header, printed))
+        report(format_table(header, printed))
     return scores
 
 
 def _labels(scenes: SceneList, keys: list) -> dict | None:
-    if scenes.survey is None:
+    """Key (as text) -> is_lens, when the folder has labels."""
+    if scenes.folder is None:
         return None
-    ids = np.asarray(keys, dtype=np.int64)
-    labels = folder_labels(scenes.root, ids, need=False)
-    return None if labels is None else dict(zip(ids.tolist(), labels.tolist()))
+    labels = scenes.folder.labels(keys, need=False)
+    return None if labels is None else {str(k): int(v) for k, v in zip(keys, labels)}
 
 
 @torch.inference_mode()
@@ -201,7 +202,7 @@ def _stream(net, info: ModelInfo, scenes: SceneList, keys: list, labels: dict | 
             raise x
         p, seconds = lens_probabilities(net, x, dev)
         forward += seconds
-        rows = [[k, f"{float(v):.6g}", *([labels[int(k)]] if labels else [])] for k, v in zip(batch_keys, p)]
+        rows = [[k, f"{float(v):.6g}", *([labels[str(k)]] if labels else [])] for k, v in zip(batch_keys, p)]
         if sink is not None:
             sink.append(rows)
         else:
@@ -212,6 +213,6 @@ def _stream(net, info: ModelInfo, scenes: SceneList, keys: list, labels: dict | 
     elapsed = time.perf_counter() - started
     n = len(keys)
     if n:
-        print(f"scored {n} images in {elapsed:.1f}s: {n / elapsed:.1f} images/s, forward pass "
+        report(f"scored {n} images in {elapsed:.1f}s: {n / elapsed:.1f} images/s, forward pass "
               f"{forward / n * 1e3:.3f} ms/image on {device_name(dev)}")
     return (np.concatenate(out) if out else np.zeros(0)), printed

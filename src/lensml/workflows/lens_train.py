@@ -1,4 +1,4 @@
-"""`lensml train` on a challenge-layout folder: survey and bands from the data, seeded split, BCE."""
+"""`lensml train` on a lens-finding folder: survey, bands and cutout size from the data, seeded split, BCE."""
 
 from __future__ import annotations
 
@@ -6,13 +6,15 @@ from pathlib import Path
 
 from .. import distributed
 from ..data.augment import augment_batch
-from ..data.challenge_set import load_challenge_set
+from ..data.lens_set import CUTOUTS, load_lens_set
 from ..errors import BadInputError
 from ..modelfile import ModelInfo, model_path
 from ..models import get_spec
+from ..surveys import get_survey
 from ..training import LoopSettings
 from .lens_config import LensTrainConfig
-from .run_training import challenge_identity, remove_model, split_indices, train_network
+from ..identity import lens_identity
+from .run_training import remove_model, split_indices, train_network
 
 
 def train_lens(data_dir: str, model: str, config: LensTrainConfig, remove: bool = False, progress: bool = True) -> Path:
@@ -25,20 +27,21 @@ def train_lens(data_dir: str, model: str, config: LensTrainConfig, remove: bool 
     if remove:
         remove_model(out)
     with distributed.main_first():  # one process builds the packed cache, the others then read it
-        data = load_challenge_set(data_dir, config.norm, progress=progress, complete=True)
+        data = load_lens_set(data_dir, config.norm, progress=progress, complete=True)
     if len(set(data.labels.tolist())) < 2:
         raise BadInputError(f"{data_dir}: training needs both lenses and non-lenses")
-    _, val_idx = split_indices(len(data.ids), config.val_fraction, config.seed, strata=data.labels)
+    _, val_idx = split_indices(data.n, config.val_fraction, config.seed, strata=data.labels)
     bands = data.images.shape[1]
     info = ModelInfo(
         arch=config.arch,
         arch_kwargs={"in_channels": bands, "out_features": 1, "image_size": list(data.images.shape[2:])},
         task="lens", inputs=[data.survey], norm=config.norm, targets=["is_lens"], target_mean=[0.0], target_std=[1.0],
+        survey={} if data.survey == CUTOUTS else get_survey(data.survey).to_dict(),
     )
     settings = LoopSettings(epochs=config.epochs, batch_size=config.batch_size, lr=config.lr, loss="bce",
                             seed=config.seed, schedule=config.schedule,
                             augment=augment_batch if config.augment else None)
-    identity = challenge_identity(data)
+    identity = lens_identity(data)
     targets = data.labels.astype("float64")[:, None]
     return train_network(out, info, data.images, targets, val_idx, settings, config.to_dict(), identity,
                          device_name=config.device, weight_decay=config.weight_decay, progress=progress)

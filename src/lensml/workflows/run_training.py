@@ -7,80 +7,22 @@ from __future__ import annotations
 
 import base64
 import copy
-import hashlib
-import json
 import time
-from collections.abc import Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from .. import distributed
-from ..data.challenge_set import ChallengeSet
+from ..checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
+from ..device import resolve_device
 from ..errors import BadInputError
-from ..io.manifest import Manifest
+from ..identity import DataIdentity
 from ..io.atomic import sweep_stale_temps
 from ..modelfile import ModelInfo, decode_header, read_tensors, save_model
 from ..models import count_parameters
-from ..training import ArraySplit, LoopSettings, TrainState, fit, load_checkpoint, resolve_device, save_checkpoint
-
-
-@dataclass(frozen=True)
-class DataIdentity:
-    """Which data a model was trained on, so evaluation can hold out what training saw."""
-
-    path: str
-    sha256: str
-    n: int
-    digests: np.ndarray | None = field(default=None, compare=False, repr=False)  # one per item, `item_digests`
-
-    def record(self) -> dict:
-        return {"path": self.path, "sha256": self.sha256, "n": self.n}
-
-
-def item_digests(items: Iterable[bytes]) -> np.ndarray:
-    """An 8-byte content digest per item (a scene's pixels, a stamp's manifest entry), as uint64.
-
-    The model file keeps those of its training items, so evaluation recognises them in any folder:
-    after a copy, a reordering, or images added to the training set.
-    """
-    return np.array([int.from_bytes(hashlib.blake2b(item, digest_size=8).digest(), "little") for item in items],
-                    dtype=np.uint64)
-
-
-def manifest_identity(manifest: Manifest) -> DataIdentity:
-    """A data.json's identity, with a digest of each entry (file names and drawn values)."""
-    return DataIdentity(str(manifest.path), manifest.sha256, len(manifest),
-                        item_digests(json.dumps(e, sort_keys=True).encode() for e in manifest.entries))
-
-
-def challenge_identity(data: ChallengeSet) -> DataIdentity:
-    """A challenge folder's identity, with a digest of each normalised scene's pixels."""
-    return DataIdentity(str(data.root), data.sha256, len(data.ids),
-                        item_digests(np.asarray(data.images[k]).tobytes() for k in range(len(data.ids))))
-
-
-def held_out(info: ModelInfo, data: DataIdentity, what: str) -> tuple[np.ndarray, str]:
-    """Rows of `data` the model did not train on, and a phrase saying which they are."""
-    trained = info.training.get("train_digests")
-    if trained is not None and data.digests is not None:
-        seen = np.frombuffer(base64.b64decode(trained), dtype=np.uint64)
-        rows = np.flatnonzero(~np.isin(data.digests, seen))
-        subset = f"all {what}" if len(rows) == data.n else f"the {len(rows)} {what} the model did not train on"
-    elif info.training.get("data", {}).get("sha256") == data.sha256:  # model files from before digests
-        rows = np.sort(np.asarray(info.training.get("val_indices", []), dtype=np.int64))
-        subset = f"the validation {what} (this set trained the model)"
-    else:
-        rows, subset = np.arange(data.n), f"all {what}"
-    if len(rows) == 0:
-        raise BadInputError(f"{data.path}: the model trained on every one of these {what}; evaluate on another set")
-    return rows, subset
-
-
-def checkpoint_path(model_file: Path) -> Path:
-    return model_file.with_name(model_file.name.removesuffix(".safetensors") + ".ckpt.safetensors")
+from ..training import ArraySplit, LoopSettings, TrainState, fit
+from ..report import report
 
 
 def split_indices(
@@ -136,7 +78,7 @@ def train_network(
     optimizer = torch.optim.Adam(net.parameters(), lr=settings.lr, weight_decay=weight_decay)
     state = _resume(out, ckpt, net, optimizer, info, data, val_idx)
     if state.epoch >= settings.epochs:
-        print(f"{out} has already trained for {state.epoch} epochs; raise --epochs to go on, or -r to start again")
+        report(f"{out} has already trained for {state.epoch} epochs; raise --epochs to go on, or -r to start again")
         return out
 
     y = ((targets - info.target_mean) / np.asarray(info.target_std)).astype(np.float32)
@@ -144,7 +86,7 @@ def train_network(
     val = ArraySplit(images, y, val_idx) if len(val_idx) else None
     best_weights = _best_so_far(out, net) if state.epoch else copy.deepcopy(net.state_dict())
     started = time.perf_counter()
-    print(f"training {info.arch} ({count_parameters(net):,} parameters) on {len(train_idx)} images, "
+    report(f"training {info.arch} ({count_parameters(net):,} parameters) on {len(train_idx)} images, "
           f"validating on {len(val_idx)}, device {device}")
 
     def on_epoch_end(st: TrainState, improved: bool) -> None:
@@ -166,7 +108,7 @@ def train_network(
                                                     "val_indices": val_idx.tolist()})
 
     fit(net, train, val, settings, device, state, optimizer, on_epoch_end, progress)
-    print(f"saved {out} (best validation loss {state.best_val_loss:.4g} after {state.epoch} epochs, "
+    report(f"saved {out} (best validation loss {state.best_val_loss:.4g} after {state.epoch} epochs, "
           f"{time.perf_counter() - started:.0f}s)")
     return out
 
@@ -190,7 +132,7 @@ def _resume(out: Path, ckpt: Path, net, optimizer, info: ModelInfo, data: DataId
             raise BadInputError(f"{ckpt} was trained with another train/validation split (seed or validation "
                                 "fraction); use the same ones to resume, or -r to start again")
         info.target_mean, info.target_std = meta["target_mean"], meta["target_std"]
-        print(f"resuming {out} from epoch {state.epoch}")
+        report(f"resuming {out} from epoch {state.epoch}")
         return state
     if out.is_file():
         tensors, header = read_tensors(out)
@@ -200,7 +142,7 @@ def _resume(out: Path, ckpt: Path, net, optimizer, info: ModelInfo, data: DataId
         net.load_state_dict(tensors)
         info.target_mean, info.target_std = old.target_mean, old.target_std
         done = int(old.training.get("epochs_done", 0))
-        print(f"continuing from the weights in {out} ({done} epochs done)")
+        report(f"continuing from the weights in {out} ({done} epochs done)")
         return TrainState(epoch=done, history=list(old.training.get("history", [])))
     return TrainState()
 

@@ -20,8 +20,9 @@ from ..io.tables import format_table, write_csv
 from ..metrics.shear import rmse, shear_metrics
 from ..modelfile import ModelInfo, load_model
 from ..plots import plot_shear_scatter
-from ..training import resolve_device
-from .run_training import held_out, manifest_identity
+from ..device import resolve_device
+from ..identity import held_out, manifest_identity
+from ..report import report
 
 SHEAR = ("g1", "g2")
 MIN_STAMPS = 3  # a straight-line fit with standard errors
@@ -77,10 +78,10 @@ def evaluate_shear(
         results["hsm"] = {"method": hsm, "failures": failures,
                           **(shear_metrics(true[:, shear_cols], g_hsm) if ok else {"n": len(g_hsm) - failures})}
         estimates[f"HSM {hsm}"] = g_hsm
-    print(f"{manifest.path}: scored {len(indices)} stamps ({subset})")
+    report(f"{manifest.path}: scored {len(indices)} stamps ({subset})")
     if info.calibration.get("sha256") == manifest.sha256:
-        print("note: this set calibrated the model, so m is zero by construction here; evaluate on an independent set")
-    print(_results_table(results, info))
+        report("note: this set calibrated the model, so m is zero by construction here; evaluate on an independent set")
+    report(_results_table(results, info))
     if json_path:
         write_json_atomic(json_path, results)
     if plot_path and shear_cols is not None:
@@ -127,7 +128,7 @@ def predict_shear(
         return _predict_manifest(path, net, info, dev, out_csv, batch_size, tta, progress)
     x = model_input(info, str(path), psf)
     pred = predict_array(net, info, x, dev, batch_size, tta)
-    print("  ".join(f"{t} = {v:+.5f}" for t, v in zip(info.targets, pred[0])))
+    report("  ".join(f"{t} = {v:+.5f}" for t, v in zip(info.targets, pred[0])))
     if out_csv:
         write_csv(out_csv, ["image", *info.targets], [[str(path), *pred[0].tolist()]])
     return pred
@@ -142,11 +143,11 @@ def _predict_manifest(path, net, info, dev, out_csv, batch_size, tta, progress) 
     rows = [[i, e["galaxy"], *pred[i].tolist(), *(e[t] for t in known)] for i, e in enumerate(manifest.entries)]
     if out_csv:
         write_csv(out_csv, header, rows)
-        print(f"wrote {len(rows)} predictions to {out_csv}")
+        report(f"wrote {len(rows)} predictions to {out_csv}")
     else:
-        print(format_table(header, rows))
+        report(format_table(header, rows))
     if known and len(rows) >= MIN_STAMPS:
         true = manifest.targets(known)
         summary = _metrics(known, true, pred[:, [info.targets.index(t) for t in known]])
-        print(json.dumps(summary, indent=1))
+        report(json.dumps(summary, indent=1))
     return pred

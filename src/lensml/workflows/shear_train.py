@@ -16,8 +16,10 @@ from ..modelfile import ModelInfo, model_path
 from ..models import get_spec
 from ..training import LoopSettings
 from .calibration import MIN_CALIBRATION, calibrate_model
-from .run_training import manifest_identity, remove_model, split_indices, train_network
+from ..identity import manifest_identity
+from .run_training import remove_model, split_indices, train_network
 from .shear_config import ShearTrainConfig
+from ..report import report
 
 
 def _target_means(names, values: np.ndarray) -> list[float]:
@@ -60,7 +62,7 @@ def train_shear(
                   device_name=config.device, weight_decay=config.weight_decay, progress=progress)
     if config.calibrate and distributed.group().is_main:
         if len(val_idx) < MIN_CALIBRATION or not np.ptp(targets[val_idx], axis=0).any():
-            print(f"not calibrated: {len(val_idx)} validation stamps (at least {MIN_CALIBRATION} needed, "
+            report(f"not calibrated: {len(val_idx)} validation stamps (at least {MIN_CALIBRATION} needed, "
                   "with true values that differ)")
         else:
             calibrate_model(out, images[val_idx], targets[val_idx], data, config.device)

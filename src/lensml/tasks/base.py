@@ -1,0 +1,42 @@
+"""What every Task offers, and the one check of options that do not belong to it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from ..errors import BadInputError
+
+
+class Task:
+    """A job lensml trains networks for. Subclasses name the options each command takes."""
+
+    name: str = ""
+    what: str = ""  # the data it reads, for messages
+    train_options: frozenset[str] = frozenset()
+    evaluate_options: frozenset[str] = frozenset()
+    predict_options: frozenset[str] = frozenset()
+
+    def check(self, command: str, options: Mapping[str, Any]) -> None:
+        """Refuse options another task owns, naming them, the task they belong to and this task's data."""
+        from . import TASKS
+
+        allowed = getattr(self, f"{command}_options")
+        foreign = sorted(k for k in options if k not in allowed)
+        if not foreign:
+            return
+        flags = ", ".join("--" + k.replace("_", "-") for k in foreign)
+        owners = [t.what for t in TASKS.values() if t is not self and set(foreign) <= getattr(t, f"{command}_options")]
+        verb = "applies" if len(foreign) == 1 else "apply"
+        where = f"{verb} to {owners[0]}, not to" if owners else f"{verb} to no {command} of"
+        raise BadInputError(f"{flags} {where} {self.what}")
+
+    def train(self, data: str, model: str, options: Mapping[str, Any], config_file: str | None = None,
+              remove: bool = False, progress: bool = True) -> Path:
+        raise NotImplementedError
+
+    def evaluate(self, data: str, models: Sequence[str], options: Mapping[str, Any], progress: bool = True) -> Any:
+        raise NotImplementedError
+
+    def predict(self, data: str, model: str, options: Mapping[str, Any], progress: bool = True) -> Any:
+        raise NotImplementedError
