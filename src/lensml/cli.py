@@ -82,6 +82,13 @@ def build_parser() -> argparse.ArgumentParser:
                       "(default 0.98 x the PSF's)")
     weak.add_argument("--e-int-sigma", type=float, help="intrinsic ellipticity spread (0: round galaxies)")
     weak.add_argument("--shear-max", type=float, help="g1, g2 each in [-max, max] (default 0.4)")
+    weak.add_argument("--shift-radius", type=float, help="centroid offset, uniform in a disc of this radius in "
+                      "pixels (default 1)")
+    weak.add_argument("--pairs", action="store_true",
+                      help="paired ring design for m and c: -n base galaxies, each at --ring orientations and "
+                           "sheared by +/- --pair-shear with shared noise (2 x ring stamps per galaxy)")
+    weak.add_argument("--ring", type=_positive_int, default=4, help="orientations per base galaxy (default 4)")
+    weak.add_argument("--pair-shear", type=float, default=0.02, help="|g| of a pair (default 0.02)")
     weak.set_defaults(run=_run_simulate_weak)
 
     strong = sim.add_parser("strong", help="lensed and non-lensed scenes in the Lens Finding Challenge layout",
@@ -195,7 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _run_simulate_weak(args: argparse.Namespace) -> None:
     from .config import read_config_file, replace_from
     from .simulate.record import parse_shard
-    from .simulate.weak import preset
+    from .simulate.weak import PairDesign, preset
     from .simulate.weak_files import simulate_weak
 
     config = preset(args.preset)
@@ -203,14 +210,16 @@ def _run_simulate_weak(args: argparse.Namespace) -> None:
         config = replace_from(config, read_config_file(args.config), args.config)
     flags = {k: getattr(args, k) for k in ("noise", "snr", "stamp_size", "pixel_scale", "psf_profile", "psf_fwhm",
                                            "psf_beta", "psf_e_max", "galaxy_profile", "sersic_n", "hlr",
-                                           "e_int_sigma", "shear_max")}
+                                           "e_int_sigma", "shear_max", "shift_radius")}
     if args.snr is not None and args.noise is None:
         flags["noise"] = True
     config = replace_from(config, flags, "command line")
     shard = parse_shard(args.shard) if args.shard else None
-    manifest = simulate_weak(config, args.number, args.output, seed=args.seed, workers=args.workers, tif=args.tif,
-                             progress=not args.quiet, shard=shard)
-    print(f"wrote {args.number} stamp pairs and {manifest}")
+    pairs = PairDesign(ring=args.ring, shear=args.pair_shear) if args.pairs else None
+    n = args.number * pairs.stamps_per_galaxy if pairs else args.number
+    manifest = simulate_weak(config, n, args.output, seed=args.seed, workers=args.workers, tif=args.tif,
+                             progress=not args.quiet, shard=shard, pairs=pairs)
+    print(f"wrote {n} galaxy/PSF stamp pairs and {manifest}")
 
 
 TRAIN_FLAGS = ("arch", "epochs", "batch_size", "lr", "val_fraction", "seed", "augment", "schedule", "device", "loss",

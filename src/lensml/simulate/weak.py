@@ -4,7 +4,8 @@ The defaults reproduce LensNet's set-up (GalSim demo5 / GREAT08 style): Moffat P
 beta 3 and FWHM 2.85 px truncated at 2 FWHM, exponential galaxy with half-light radius
 0.98 times the PSF's, intrinsic distortion |e| ~ |N(0, 0.2)| capped at 0.6, reduced shear
 g1, g2 ~ U(-0.4, 0.4), PSF distortion e1, e2 ~ U(-0.04, 0.04), a shift within 1 px, 40x40
-stamps at 1 arcsec/px, and optional Poisson sky noise scaled to SNR 200.
+stamps at 1 arcsec/px, and optional Poisson sky noise scaled to SNR 200. `PairDesign` draws the
+paired ring design used to measure m and c (Gaussian noise, shared by the two members of a pair).
 
 Every random number of stamp `i` comes from the seed sequence (seed, i), so any stamp can be
 redrawn alone and the result does not depend on how the work is split between processes.
@@ -125,6 +126,51 @@ def draw_params(config: WeakSimConfig, seed: int, index: int, psf_hlr: float) ->
     return params
 
 
+@dataclass(frozen=True)
+class PairDesign:
+    """The paired ring design of shear calibration: shape noise and pixel noise cancel within a galaxy's stamps.
+
+    Base galaxy b is drawn at `ring` orientations (its intrinsic shape rotated in steps of 180/ring
+    degrees, so spin-2 shape noise cancels over the ring) and, at each, sheared by +shear and -shear
+    along one component (1 for even b, 2 for odd b) with the same noise realisation: the two members
+    of a pair differ by the shear alone. Stamp i is base i // (2 ring), orientation (i // 2) % ring,
+    sign + for even i.
+    """
+
+    ring: int = 4
+    shear: float = 0.02
+
+    def __post_init__(self) -> None:
+        require([(self.ring >= 1, "ring must be at least 1"),
+                 (0 < self.shear < 0.5, "pair shear must be in (0, 0.5)")], prefix="paired design: ")
+
+    @property
+    def stamps_per_galaxy(self) -> int:
+        return 2 * self.ring
+
+    def locate(self, index: int) -> dict[str, int]:
+        """Base galaxy, pair, orientation, sign and sheared component of stamp `index`."""
+        base = index // self.stamps_per_galaxy
+        ring = (index // 2) % self.ring
+        return {"base": base, "pair": base * self.ring + ring, "ring": ring, "sign": 1 if index % 2 == 0 else -1,
+                "component": 1 + base % 2}
+
+
+def draw_pair_params(config: WeakSimConfig, design: PairDesign, seed: int, index: int,
+                     psf_hlr: float) -> dict[str, float]:
+    """Parameters of stamp `index` of a paired design: its base galaxy's draws, rotated and sheared by +/-G."""
+    where = design.locate(index)
+    params = draw_params(config, seed, where["base"], psf_hlr)
+    params["beta_int_deg"] = float((params["beta_int_deg"] + where["ring"] * 180.0 / design.ring) % 180.0)
+    g = where["sign"] * design.shear
+    params["g1"], params["g2"] = (g, 0.0) if where["component"] == 1 else (0.0, g)
+    if config.noise:  # one realisation per pair, another for each orientation
+        state = np.random.SeedSequence([params["noise_seed"], where["ring"]]).generate_state(1)[0]
+        params["noise_seed"] = int(state % (2**31 - 2)) + 1
+    params.update(where)
+    return params
+
+
 class WeakStampRenderer:
     """Draws stamps for one configuration; builds the PSF and unit profiles once per process."""
 
@@ -163,7 +209,18 @@ class WeakStampRenderer:
         size, scale = cfg.stamp_size, cfg.pixel_scale
         gal_image = galsim.Convolve(self._galaxy(params), psf).drawImage(nx=size, ny=size, scale=scale)
         psf_image = psf.drawImage(nx=size, ny=size, scale=scale)
-        if cfg.noise:
+        if cfg.noise and "pair" in params:
+            gal_image.addNoise(galsim.GaussianNoise(galsim.BaseDeviate(int(params["noise_seed"])),
+                                                    sigma=self._pair_noise_sigma(params, psf)))
+        elif cfg.noise:
             noise = galsim.PoissonNoise(galsim.BaseDeviate(int(params["noise_seed"])), sky_level=cfg.sky_level * scale**2)
             gal_image.addNoiseSNR(noise, params["snr"], preserve_flux=False)
         return gal_image.array.astype(np.float32), psf_image.array.astype(np.float32)
+
+    def _pair_noise_sigma(self, params: dict[str, float], psf: galsim.GSObject) -> float:
+        """Gaussian noise whose SNR (GalSim's sqrt(sum I^2) / sigma) is `snr` for the unsheared galaxy, so
+        both members of a pair get the same sigma, and with the same seed the same noise."""
+        size, scale = self.config.stamp_size, self.config.pixel_scale
+        unsheared = self._galaxy({**params, "g1": 0.0, "g2": 0.0})
+        image = galsim.Convolve(unsheared, psf).drawImage(nx=size, ny=size, scale=scale).array
+        return float(np.sqrt(np.sum(image.astype(np.float64) ** 2)) / params["snr"])

@@ -7,6 +7,7 @@ existing file is complete) and draws only the missing ones.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import multiprocessing as mp
 import os
@@ -22,7 +23,7 @@ from ..io.fits import write_fits_image
 from ..io.images import write_tif8
 from ..io.manifest import write_manifest
 from .record import check_shard, claim_folder, read_record
-from .weak import WeakSimConfig, WeakStampRenderer, draw_params
+from .weak import PairDesign, WeakSimConfig, WeakStampRenderer, draw_pair_params, draw_params
 
 SHARD_MANIFEST = "data.shard-{k}-of-{n}.json"
 ENTRY_ORDER = ("galaxy", "psf", "e1", "e2", "g1", "g2")
@@ -37,8 +38,12 @@ def simulate_weak(
     tif: bool = False,
     progress: bool = True,
     shard: tuple[int, int] | None = None,
+    pairs: PairDesign | None = None,
 ) -> Path:
     """Simulate `n` stamps into `out_dir` and return the path of its data.json.
+
+    With `pairs`, the stamps follow the paired ring design (n a multiple of 2 x ring); data.json
+    entries then also hold `base`, `pair`, `ring`, `sign` and `component`.
 
     With `shard=(K, N)` only stamps i with i % N == K - 1 are drawn, and their entries go to
     data.shard-K-of-N.json; `merge_weak_shards` then checks the shards and writes data.json.
@@ -49,15 +54,19 @@ def simulate_weak(
         raise BadInputError(f"workers must be positive, got {workers}")
     if shard is not None:
         check_shard(shard)
+    if pairs is not None and n % pairs.stamps_per_galaxy:
+        raise BadInputError(f"a paired design with ring {pairs.ring} needs a multiple of {pairs.stamps_per_galaxy} "
+                            f"stamps, got {n}")
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise BadInputError(f"{out}: exists and is not a folder")
     record = {"kind": "weak", "seed": int(seed), "n": int(n), "tif": bool(tif), "config": config.to_dict(),
+              "pairs": None if pairs is None else dataclasses.asdict(pairs),
               "lensml": __version__, "galsim": galsim.__version__}
-    claim_folder(out, record, guarded=("kind", "seed", "config", "tif"), foreign=("data.json",))
+    claim_folder(out, record, guarded=("kind", "seed", "config", "tif", "pairs"), foreign=("data.json",))
 
     indices = range(n) if shard is None else range(shard[0] - 1, n, shard[1])
-    task = (config, str(out), int(seed), bool(tif))
+    task = (config, str(out), int(seed), bool(tif), pairs)
     bar = tqdm(total=len(indices), desc="simulate weak", unit="stamp", disable=not progress)
     entries: list[dict[str, Any]] = []
     if workers == 1:
@@ -104,14 +113,18 @@ def merge_weak_shards(out_dir: str | os.PathLike) -> Path:
 _STATE: dict[str, Any] = {}
 
 
-def _init_worker(config: WeakSimConfig, out: str, seed: int, tif: bool) -> None:
-    _STATE.update(renderer=WeakStampRenderer(config), out=Path(out), seed=seed, tif=tif)
+def _init_worker(config: WeakSimConfig, out: str, seed: int, tif: bool, pairs: PairDesign | None = None) -> None:
+    _STATE.update(renderer=WeakStampRenderer(config), out=Path(out), seed=seed, tif=tif, pairs=pairs)
 
 
 def _make_stamp(index: int) -> dict[str, Any]:
     renderer: WeakStampRenderer = _STATE["renderer"]
     out: Path = _STATE["out"]
-    params = draw_params(renderer.config, _STATE["seed"], index, renderer.psf_hlr)
+    pairs = _STATE["pairs"]
+    if pairs is None:
+        params = draw_params(renderer.config, _STATE["seed"], index, renderer.psf_hlr)
+    else:
+        params = draw_pair_params(renderer.config, pairs, _STATE["seed"], index, renderer.psf_hlr)
     entry: dict[str, Any] = {"galaxy": f"gal_{index}.fits", "psf": f"psf_{index}.fits"}
     entry.update({k: params[k] for k in ENTRY_ORDER[2:]})
     entry.update({k: v for k, v in params.items() if k not in entry and k != "noise_seed"})

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from ..baselines.hsm import hsm_shear
+from ..baselines.hsm import ensemble_shear, hsm_measure, per_galaxy_shear
 from ..data.inputs import model_input
 from ..data.stamps import load_stamps
 from ..data.transforms import normalise
@@ -17,7 +17,7 @@ from ..inference import predict_array
 from ..io.atomic import write_json_atomic
 from ..io.manifest import Manifest, read_manifest
 from ..io.tables import format_table, write_csv
-from ..metrics.shear import rmse, shear_metrics
+from ..metrics.shear import paired_shear_bias, rmse, shear_metrics
 from ..modelfile import ModelInfo, load_model
 from ..plots import plot_shear_scatter
 from ..device import resolve_device
@@ -71,17 +71,26 @@ def evaluate_shear(
     results.update(_metrics(info.targets, true, pred))
     shear_cols = [info.targets.index(g) for g in SHEAR] if set(SHEAR) <= set(info.targets) else None
     estimates = {info.arch: pred[:, shear_cols]} if shear_cols is not None else {}
+    design = paired_design(manifest, indices) if shear_cols is not None else None
+    if design is not None:
+        results["paired"] = paired_shear_bias(pred[:, shear_cols], **design)
     if with_hsm and shear_cols is not None:
-        g_hsm = hsm_shear(raw[:, keys.index("galaxy")], raw[:, keys.index("psf")], hsm, progress=progress)
+        measured = hsm_measure(raw[:, keys.index("galaxy")], raw[:, keys.index("psf")], hsm, progress=progress)
+        g_hsm = per_galaxy_shear(measured, hsm)
         failures = int((~np.isfinite(g_hsm).all(axis=1)).sum())
         ok = len(g_hsm) - failures >= MIN_STAMPS
         results["hsm"] = {"method": hsm, "failures": failures,
                           **(shear_metrics(true[:, shear_cols], g_hsm) if ok else {"n": len(g_hsm) - failures})}
+        if design is not None:
+            g_ensemble, responsivity = ensemble_shear(measured, hsm)
+            results["hsm"]["paired"] = {**paired_shear_bias(g_ensemble, **design), "responsivity": responsivity}
         estimates[f"HSM {hsm}"] = g_hsm
     report(f"{manifest.path}: scored {len(indices)} stamps ({subset})")
     if info.calibration.get("sha256") == manifest.sha256:
         report("note: this set calibrated the model, so m is zero by construction here; evaluate on an independent set")
     report(_results_table(results, info))
+    if design is not None:
+        report(_paired_table(results, info))
     if json_path:
         write_json_atomic(json_path, results)
     if plot_path and shear_cols is not None:
@@ -107,6 +116,45 @@ def _results_table(results: dict[str, Any], info: ModelInfo) -> str:
         row += [f"{r[k]:+.4f} ± {r[k + '_err']:.4f}" if k in r else "-" for k in ("m1", "m2", "c1", "c2")]
         rows.append(row)
     return format_table(["estimator", "n", "failed", "rmse_g1", "rmse_g2", "m1", "m2", "c1", "c2"], rows)
+
+
+PAIR_KEYS = ("pair", "sign", "component", "base")
+
+
+def paired_design(manifest: Manifest, indices: list[int]) -> dict[str, Any] | None:
+    """The paired design of the scored entries (`simulate weak --pairs`), or None for an ordinary set.
+
+    Every pair must have one + and one - member among them: a missing partner is an error naming it.
+    """
+    entries = [manifest.entries[i] for i in indices]
+    if not all(all(k in e for k in PAIR_KEYS) for e in entries):
+        return None
+    columns = {k: np.array([e[k] for e in entries]) for k in PAIR_KEYS}
+    shears = {abs(e[f"g{e['component']}"]) for e in entries}
+    if len(shears) != 1:
+        raise BadInputError(f"{manifest.path}: paired entries with different |g| ({', '.join(map(str, sorted(shears)))})")
+    for sign in (1, -1):
+        have = set(columns["pair"][columns["sign"] == sign].tolist())
+        lacking = sorted(set(columns["pair"].tolist()) - have)
+        if lacking:
+            member = next(e["galaxy"] for e in entries if e["pair"] == lacking[0])
+            raise BadInputError(f"{manifest.path}: pair {lacking[0]} ({member}) has no {'+-'[sign < 0]}g partner "
+                                f"({len(lacking)} pairs lack one); score whole pairs")
+    counts = np.unique(columns["pair"], return_counts=True)[1]
+    if counts.max() > 2:
+        raise BadInputError(f"{manifest.path}: a pair has {counts.max()} members; each pair has one +g and one -g stamp")
+    return {**columns, "pair_shear": shears.pop()}
+
+
+def _paired_table(results: dict[str, Any], info: ModelInfo) -> str:
+    rows = []
+    for label, r in [(info.arch, results.get("paired")),
+                     *([(f"HSM {results['hsm']['method']} (responsivity {results['hsm']['paired']['responsivity']:.3f})",
+                         results["hsm"]["paired"])] if "paired" in results.get("hsm", {}) else [])]:
+        rows.append([label, r["n_pairs"], r["n_galaxies"],
+                     *(f"{r[k]:+.5f} ± {r[k + '_err']:.5f}" for k in ("m1", "m2", "c1", "c2"))])
+    return "paired design (bootstrap errors over galaxies):\n" + format_table(
+        ["estimator", "pairs", "galaxies", "m1", "m2", "c1", "c2"], rows)
 
 
 def predict_shear(
