@@ -36,7 +36,10 @@ def _add_common_model_flags(p: argparse.ArgumentParser, several: bool = False) -
                    help="model file(s) (the .safetensors extension may be left out)")
     p.add_argument("--device", help="auto (default: GPU when present), cpu, cuda or cuda:N")
     p.add_argument("--batch-size", type=_positive_int, help="images per forward pass (default 256)")
-    p.add_argument("--tta", action="store_true", default=None, help="shear: average over the 8 rotated/flipped views of each stamp")
+    p.add_argument("--tta", dest="tta", action="store_const", const=True, default=None,
+                   help="shear: average over the 8 rotated/flipped views of each stamp (the default)")
+    p.add_argument("--no-tta", dest="tta", action="store_const", const=False,
+                   help="shear: the network's single answer (not equivariant: an additive bias remains)")
 
 
 def _add_evaluate_flags(p: argparse.ArgumentParser) -> None:

@@ -1,4 +1,12 @@
-"""Batched predictions in the units of the targets, optionally averaged over D4 views."""
+"""Batched predictions in the units of the targets, averaged over the 8 D4 views of each stamp by default.
+
+A network is not equivariant under rotations and flips of the pixel grid: it learns an offset
+(the last layer's bias, the pooling grid's anchoring, 'same' padding) that does not turn with
+the galaxy. Such an offset is an additive shear bias c, and a rotated copy of a set would not
+give rotated shears. Averaging the answers of the 8 views, each mapped back with its spin-2 signs,
+makes the estimator exactly equivariant, and every part of the output that does not turn with
+the image cancels (the 8 signs of each component sum to zero).
+"""
 
 from __future__ import annotations
 
@@ -18,13 +26,14 @@ def predict_array(
     images: np.ndarray,
     device: torch.device,
     batch_size: int = 256,
-    tta: bool = False,
+    tta: bool = True,
     progress: bool = False,
     calibrated: bool = True,
 ) -> np.ndarray:
     """Predict (N, n_targets) for normalised input stamps (N, C, H, W).
 
-    With `tta`, each stamp is seen in its 8 D4 views and the answers are mapped back and averaged.
+    With `tta` (the default), each stamp is seen in its 8 D4 views and the answers are mapped back
+    and averaged (see the module docstring); without it, the network's single answer.
     With `calibrated`, the model file's linear calibration (if any) is applied.
     """
     model.eval().to(device)

@@ -46,7 +46,7 @@ def evaluate_shear(
     model_file: str,
     device: str = "auto",
     batch_size: int = 256,
-    tta: bool = False,
+    tta: bool = True,
     hsm: str | None = "REGAUSS",
     json_path: str | None = None,
     plot_path: str | None = None,
@@ -164,7 +164,7 @@ def predict_shear(
     out_csv: str | None = None,
     device: str = "auto",
     batch_size: int = 256,
-    tta: bool = False,
+    tta: bool = True,
     progress: bool = True,
 ) -> np.ndarray:
     """Predict on a data.json (table beside the truth, summary metrics) or on one image."""
