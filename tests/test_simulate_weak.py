@@ -138,3 +138,27 @@ def test_shards_plus_merge_equal_one_run(tmp_path, capsys):
     assert main(["simulate", "merge", "-o", str(tmp_path / "sharded")]) == 0
     sharded = {k: v for k, v in _files(tmp_path / "sharded").items() if ".shard-" not in k}
     assert sharded == _files(tmp_path / "one")
+
+
+def test_psf_drawn_per_stamp_from_a_range(tmp_path):
+    """A PSF range draws FWHM and beta per stamp (recorded), and the PSF file is that Moffat, as GalSim draws it."""
+    import json
+
+    import galsim
+    from astropy.io import fits
+
+    from lensml.simulate.weak import WeakSimConfig
+    from lensml.simulate.weak_files import simulate_weak
+
+    config = WeakSimConfig(stamp_size=32, pixel_scale=0.2, psf_fwhm=(0.6, 1.0), psf_beta=(2.5, 4.5), psf_e_max=0.0)
+    manifest = simulate_weak(config, 6, tmp_path, seed=2, progress=False)
+    entries = json.loads(manifest.read_text())
+    fwhm = [e["psf_fwhm"] for e in entries]
+    assert all(0.6 <= f <= 1.0 for f in fwhm) and len(set(fwhm)) == 6
+    for e in entries[:2]:
+        psf = galsim.Moffat(beta=e["psf_beta"], fwhm=e["psf_fwhm"], trunc=2.0 * e["psf_fwhm"])
+        expected = psf.drawImage(nx=32, ny=32, scale=0.2).array
+        np.testing.assert_allclose(fits.getdata(tmp_path / e["psf"]), expected, atol=1e-7)
+    # one fixed PSF draws nothing more: the stamps of LensNet's distribution are unchanged
+    fixed = simulate_weak(WeakSimConfig(stamp_size=32), 2, tmp_path / "fixed", seed=2, progress=False)
+    assert "psf_fwhm" not in json.loads(fixed.read_text())[0]

@@ -75,8 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
     weak.add_argument("--stamp-size", type=_positive_int, help="stamp side in pixels (default 40)")
     weak.add_argument("--pixel-scale", type=float, help="arcsec per pixel (default 1)")
     weak.add_argument("--psf", dest="psf_profile", choices=("moffat", "gaussian"), help="PSF profile")
-    weak.add_argument("--psf-fwhm", type=float, help="PSF FWHM in arcsec (default 2.85)")
-    weak.add_argument("--psf-beta", type=float, help="Moffat beta (default 3)")
+    weak.add_argument("--psf-fwhm", type=float, nargs="+", metavar="F",
+                      help="PSF FWHM in arcsec, or a low and high value drawn per stamp (default 2.85)")
+    weak.add_argument("--psf-beta", type=float, nargs="+", metavar="B", help="Moffat beta, or a range (default 3)")
     weak.add_argument("--psf-e-max", type=float, help="PSF distortion e1, e2 each in [-max, max] (default 0.04)")
     weak.add_argument("--profile", dest="galaxy_profile", choices=("exponential", "devaucouleurs", "sersic"),
                       help="galaxy light profile")

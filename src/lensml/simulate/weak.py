@@ -37,8 +37,8 @@ class WeakSimConfig:
     stamp_size: int = 40
     pixel_scale: float = 1.0  # arcsec / pixel
     psf_profile: str = "moffat"
-    psf_fwhm: float = 2.85  # arcsec
-    psf_beta: float = 3.0  # Moffat only
+    psf_fwhm: Range = (2.85, 2.85)  # arcsec; a range draws one per stamp (a network that generalises over PSFs)
+    psf_beta: Range = (3.0, 3.0)  # Moffat only; fixed or a range
     psf_trunc_fwhm: float = 2.0  # Moffat truncation radius in units of the FWHM; 0 = none
     psf_e_max: float = 0.04  # PSF distortion e1, e2 each ~ U(-max, max)
     galaxy_profile: str = "exponential"
@@ -56,6 +56,8 @@ class WeakSimConfig:
     def __post_init__(self) -> None:
         object.__setattr__(self, "snr", as_range(self.snr, "snr"))
         object.__setattr__(self, "sersic_n", as_range(self.sersic_n, "sersic_n"))
+        object.__setattr__(self, "psf_fwhm", as_range(self.psf_fwhm, "psf_fwhm"))
+        object.__setattr__(self, "psf_beta", as_range(self.psf_beta, "psf_beta"))
         if self.hlr is not None:
             object.__setattr__(self, "hlr", as_range(self.hlr, "hlr"))
         checks = [
@@ -63,8 +65,8 @@ class WeakSimConfig:
             (self.pixel_scale > 0, "pixel_scale must be positive"),
             (self.psf_profile in PSF_PROFILES, f"psf_profile must be one of {', '.join(PSF_PROFILES)}"),
             (self.galaxy_profile in GALAXY_PROFILES, f"galaxy_profile must be one of {', '.join(GALAXY_PROFILES)}"),
-            (self.psf_fwhm > 0, "psf_fwhm must be positive"),
-            (self.psf_beta > 1.1, "psf_beta must be above 1.1"),
+            (self.psf_fwhm[0] > 0, "psf_fwhm must be positive"),
+            (self.psf_beta[0] > 1.1, "psf_beta must be above 1.1"),
             (self.psf_trunc_fwhm == 0 or self.psf_trunc_fwhm >= 1, "psf_trunc_fwhm must be 0 or at least 1"),
             (0 <= self.psf_e_max < 0.5, "psf_e_max must be in [0, 0.5)"),
             (0.3 <= self.sersic_n[0] and self.sersic_n[1] <= 6.2, "sersic_n must lie within [0.3, 6.2]"),
@@ -81,6 +83,10 @@ class WeakSimConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    @property
+    def psf_varies(self) -> bool:
+        return self.psf_fwhm[0] != self.psf_fwhm[1] or self.psf_beta[0] != self.psf_beta[1]
 
 
 def preset(name: str) -> WeakSimConfig:
@@ -123,6 +129,9 @@ def draw_params(config: WeakSimConfig, seed: int, index: int, psf_hlr: float) ->
     if config.noise:
         params["snr"] = float(snr)
         params["noise_seed"] = noise_seed
+    if config.psf_varies:  # drawn last, so sets with one PSF keep their stamps
+        params["psf_fwhm"] = float(rng.uniform(*config.psf_fwhm))
+        params["psf_beta"] = float(rng.uniform(*config.psf_beta))
     return params
 
 
@@ -176,13 +185,14 @@ class WeakStampRenderer:
 
     def __init__(self, config: WeakSimConfig):
         self.config = config
-        if config.psf_profile == "moffat":
-            trunc = config.psf_trunc_fwhm * config.psf_fwhm
-            self.psf = galsim.Moffat(beta=config.psf_beta, fwhm=config.psf_fwhm, trunc=trunc)
-        else:
-            self.psf = galsim.Gaussian(fwhm=config.psf_fwhm)
-        self.psf_hlr = float(self.psf.half_light_radius)
+        self.psf = self._round_psf(sum(config.psf_fwhm) / 2, sum(config.psf_beta) / 2)  # the nominal PSF
+        self.psf_hlr = float(self.psf.half_light_radius)  # default galaxy size: 0.98 x the nominal PSF's
         self._unit_profiles: dict[float, galsim.GSObject] = {}
+
+    def _round_psf(self, fwhm: float, beta: float) -> galsim.GSObject:
+        if self.config.psf_profile == "moffat":
+            return galsim.Moffat(beta=beta, fwhm=fwhm, trunc=self.config.psf_trunc_fwhm * fwhm)
+        return galsim.Gaussian(fwhm=fwhm)
 
     def _galaxy(self, params: dict[str, float]) -> galsim.GSObject:
         profile = self.config.galaxy_profile
@@ -205,7 +215,8 @@ class WeakStampRenderer:
     def render(self, params: dict[str, float]) -> tuple[np.ndarray, np.ndarray]:
         """Return (galaxy, psf) float32 arrays of one stamp, pixel response included."""
         cfg = self.config
-        psf = self.psf.shear(e1=params["e1"], e2=params["e2"])
+        psf = self._round_psf(params["psf_fwhm"], params["psf_beta"]) if "psf_fwhm" in params else self.psf
+        psf = psf.shear(e1=params["e1"], e2=params["e2"])
         size, scale = cfg.stamp_size, cfg.pixel_scale
         gal_image = galsim.Convolve(self._galaxy(params), psf).drawImage(nx=size, ny=size, scale=scale)
         psf_image = psf.drawImage(nx=size, ny=size, scale=scale)
