@@ -188,6 +188,8 @@ class WeakStampRenderer:
         self.psf = self._round_psf(sum(config.psf_fwhm) / 2, sum(config.psf_beta) / 2)  # the nominal PSF
         self.psf_hlr = float(self.psf.half_light_radius)  # default galaxy size: 0.98 x the nominal PSF's
         self._unit_profiles: dict[float, galsim.GSObject] = {}
+        self._last_psf: tuple = (None, None)
+        self._last_sigma: tuple = (None, 0.0)
 
     def _round_psf(self, fwhm: float, beta: float) -> galsim.GSObject:
         if self.config.psf_profile == "moffat":
@@ -215,23 +217,33 @@ class WeakStampRenderer:
     def render(self, params: dict[str, float]) -> tuple[np.ndarray, np.ndarray]:
         """Return (galaxy, psf) float32 arrays of one stamp, pixel response included."""
         cfg = self.config
-        psf = self._round_psf(params["psf_fwhm"], params["psf_beta"]) if "psf_fwhm" in params else self.psf
-        psf = psf.shear(e1=params["e1"], e2=params["e2"])
+        psf, psf_image = self._psf(params)
         size, scale = cfg.stamp_size, cfg.pixel_scale
         gal_image = galsim.Convolve(self._galaxy(params), psf).drawImage(nx=size, ny=size, scale=scale)
-        psf_image = psf.drawImage(nx=size, ny=size, scale=scale)
         if cfg.noise and "pair" in params:
-            gal_image.addNoise(galsim.GaussianNoise(galsim.BaseDeviate(int(params["noise_seed"])),
-                                                    sigma=self._pair_noise_sigma(params, psf)))
+            noise = np.random.default_rng(int(params["noise_seed"])).standard_normal(gal_image.array.shape)
+            gal_image.array[:] += noise * self._pair_noise_sigma(params, psf)
         elif cfg.noise:
             noise = galsim.PoissonNoise(galsim.BaseDeviate(int(params["noise_seed"])), sky_level=cfg.sky_level * scale**2)
             gal_image.addNoiseSNR(noise, params["snr"], preserve_flux=False)
-        return gal_image.array.astype(np.float32), psf_image.array.astype(np.float32)
+        return gal_image.array.astype(np.float32), psf_image
+
+    def _psf(self, params: dict[str, float]) -> tuple[galsim.GSObject, np.ndarray]:
+        """The stamp's PSF and its image; the last one is kept, since a paired design's stamps share it."""
+        key = (params["e1"], params["e2"], params.get("psf_fwhm"), params.get("psf_beta"))
+        if self._last_psf[0] != key:
+            psf = self._round_psf(params["psf_fwhm"], params["psf_beta"]) if "psf_fwhm" in params else self.psf
+            psf = psf.shear(e1=params["e1"], e2=params["e2"])
+            size, scale = self.config.stamp_size, self.config.pixel_scale
+            self._last_psf = (key, (psf, psf.drawImage(nx=size, ny=size, scale=scale).array.astype(np.float32)))
+        return self._last_psf[1]
 
     def _pair_noise_sigma(self, params: dict[str, float], psf: galsim.GSObject) -> float:
         """Gaussian noise whose SNR (GalSim's sqrt(sum I^2) / sigma) is `snr` for the unsheared galaxy, so
         both members of a pair get the same sigma, and with the same seed the same noise."""
-        size, scale = self.config.stamp_size, self.config.pixel_scale
-        unsheared = self._galaxy({**params, "g1": 0.0, "g2": 0.0})
-        image = galsim.Convolve(unsheared, psf).drawImage(nx=size, ny=size, scale=scale).array
-        return float(np.sqrt(np.sum(image.astype(np.float64) ** 2)) / params["snr"])
+        if self._last_sigma[0] != params["pair"]:
+            size, scale = self.config.stamp_size, self.config.pixel_scale
+            unsheared = self._galaxy({**params, "g1": 0.0, "g2": 0.0})
+            image = galsim.Convolve(unsheared, psf).drawImage(nx=size, ny=size, scale=scale).array
+            self._last_sigma = (params["pair"], float(np.sqrt(np.sum(image.astype(np.float64) ** 2)) / params["snr"]))
+        return self._last_sigma[1]
