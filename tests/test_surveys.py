@@ -72,7 +72,13 @@ def test_survey_file_errors_are_one_line(tmp_path):
         ({**good, "image_size": [8, 8]}, "image_size"),
         ({**good, "population": "moon"}, "population"),
         ({k: v for k, v in good.items() if k != "pixel_scale_arcsec"}, "needs 'pixel_scale_arcsec'"),
-        ({**good, "name": "space"}, "already defined differently"),
+        ({**good, "name": "space"}, "already defined with other"),
+        ({**good, "bands": [{"name": "r", "psf_fwhm_arcsec": 1, "depth_mag": "abc"}]}, "depth_mag must be a number"),
+        ({**good, "mask_value": "abc"}, "mask_value must be a number"),
+        ({**good, "bands": [{"name": "r", "psf_fwhm_arcsec": 1, "noise_sigma": 1, "folder": "../etc"}]}, "no '/'"),
+        ({**good, "bands": [{"name": "r", "psf_fwhm_arcsec": 1, "noise_sigma": 1, "prefix": "a/b"}]}, "no '/'"),
+        ({**good, "bands": [{"name": "r", "noise_sigma": 1}]}, "needs psf_fwhm_arcsec"),
+        ({**good, "image_size": 5000}, "from 16 to 1024"),
     ]
     for k, (raw, message) in enumerate(cases):
         path = tmp_path / f"s{k}.yaml"
@@ -81,6 +87,20 @@ def test_survey_file_errors_are_one_line(tmp_path):
         path.write_text(yaml.safe_dump(raw))
         with pytest.raises(BadInputError, match=message):
             load_survey_file(path)
+
+
+def test_a_folder_survey_differing_only_in_settings_is_read(tmp_path, capsys):
+    """An edited description or depth in a set's survey.yaml does not lock the set out; other bands do."""
+    folder = tmp_path / "des"
+    _run("simulate", "strong", "--survey", "des", "-n", 4, "-o", folder, "--seed", 1)
+    text = (folder / "survey.yaml").read_text()
+    (folder / "survey.yaml").write_text(text.replace("Dark Energy Survey", "DES").replace("psf_fwhm_arcsec: 1.11",
+                                                                                      "psf_fwhm_arcsec: 1.2"))
+    _run("preview", "-i", folder, "-o", tmp_path / "p.png", "--lenses", 1, "--non-lenses", 1)
+    (folder / "survey.yaml").write_text(text.replace("imageDES_g-", "imageDESX_g-"))
+    capsys.readouterr()
+    assert main(["-q", "preview", "-i", str(folder), "-o", str(tmp_path / "q.png")]) == 2
+    assert "already defined with other bands" in capsys.readouterr().err
 
 
 def test_bad_survey_name_on_the_command_line(tmp_path, capsys):
@@ -211,6 +231,34 @@ def test_a_folder_of_cubes_and_multi_extension_files(tmp_path):
     _run("preview", "-i", own, "-o", tmp_path / "own.png", "--lenses", 2, "--non-lenses", 2)
 
 
+@pytest.mark.slow
+def test_a_model_refuses_another_surveys_bands_and_reads_masks_alike(tmp_path, capsys):
+    des = tmp_path / "des"
+    _run("simulate", "strong", "--survey", "des", "-n", 16, "-o", des, "--seed", 8)
+    model = tmp_path / "m"
+    _run("train", "-i", des, "-m", model, "--arch", "lens_flow", "--epochs", 1, "--batch-size", 8)
+    ground = tmp_path / "ground45"
+    _run("simulate", "strong", "--survey", "ground", "--image-size", 45, "-n", 4, "-o", ground, "--seed", 9)
+    capsys.readouterr()
+    assert main(["-q", "evaluate", "-i", str(ground), "-m", str(model)]) == 2
+    assert "trained on des (g, r, i, z)" in capsys.readouterr().err
+    assert main(["-q", "predict", "-i", str(ground), "-m", str(model), "--workers", "0"]) == 2
+    assert "other bands" in capsys.readouterr().err
+    # a cutout folder without survey.yaml has no mask value: a pixel of 100 is data, in the folder and alone
+    own = tmp_path / "own"
+    _write_cutouts(des, own, "des")
+    first = sorted(own.glob("*.fits"))[0]
+    with fits.open(first, mode="update") as hdus:
+        hdus[-1].data[5:9, 5:9] = 100.0
+    cut_model = tmp_path / "cm"
+    _run("train", "-i", own, "-m", cut_model, "--arch", "lens_flow", "--epochs", 1, "--batch-size", 8)
+    import lensml
+
+    folder_scores = lensml.predict(own, cut_model, workers=0)
+    alone = lensml.predict(first, cut_model)
+    assert alone[0] == pytest.approx(folder_scores[0], abs=1e-6)
+
+
 def test_cutout_folder_errors(tmp_path, capsys):
     own = tmp_path / "own"
     own.mkdir()
@@ -224,6 +272,11 @@ def test_cutout_folder_errors(tmp_path, capsys):
     (own / "labels.csv").write_text("file,is_lens\nc.fits,1\n")
     assert main(["-q", "train", "-i", str(own), "-m", str(tmp_path / "m"), "--arch", "lens_flow"]) == 2
     assert "cutout a.fits has no label" in capsys.readouterr().err
+    import yaml
+
+    (own / "survey.yaml").write_text(yaml.safe_dump(get_survey("lsst").to_dict()))  # 6 bands, for 3-band cubes
+    assert main(["-q", "preview", "-i", str(own), "-o", str(tmp_path / "p.png")]) == 2
+    assert "3 band(s), but" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("arch", ["cas_swinburne", "lastro_epfl", "cmu_deeplens", "wsi_net", "lens_flow", "lens_finder"])

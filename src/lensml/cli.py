@@ -120,8 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
     merge.add_argument("--catalogue", action="store_true", help="also write the image catalogue")
     merge.set_defaults(run=_run_simulate_merge)
 
-    train = sub.add_parser("train", help="train a network on a data.json (shear) or a challenge folder (lenses)")
-    train.add_argument("-i", "--input", required=True, help="data.json (or its folder), or a challenge-layout folder")
+    train = sub.add_parser("train", help="train a network on a data.json (shear) or a lens-finding folder (lenses)")
+    train.add_argument("-i", "--input", required=True, help="data.json (or its folder), or a lens-finding folder (challenge layout or FITS cutouts)")
     train.add_argument("-m", "--model", required=True, help="model file to create or go on training")
     train.add_argument("--arch", help="architecture (`lensml models`); default shear_cnn or cmu_deeplens")
     train.add_argument("--config", help="settings file; LensNet's config.json is accepted")
@@ -148,7 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name, text in (("evaluate", "score a model: RMSE, m, c beside HSM, or ROC, AUC, TPR0, TPR10"),
                        ("compare", "score several lens finders on one folder: one table, one ROC plot")):
         evaluate = sub.add_parser(name, help=text)
-        evaluate.add_argument("-i", "--input", required=True, help="data.json (or its folder), or a challenge folder")
+        evaluate.add_argument("-i", "--input", required=True, help="data.json (or its folder), or a lens-finding folder (challenge layout or FITS cutouts)")
         _add_evaluate_flags(evaluate)
         evaluate.set_defaults(run=_run_evaluate)
 
@@ -161,7 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     predict = sub.add_parser("predict", help="predict shear or lens probability for a data set or one image")
     predict.add_argument("-i", "--input", required=True,
-                         help="data.json, its folder, a challenge folder, or one FITS/TIFF image")
+                         help="data.json, its folder, a lens-finding folder, a list of files, or one FITS/TIFF image")
     _add_common_model_flags(predict)
     predict.add_argument("--psf", help="PSF stamp for a single image, when the model takes one")
     predict.add_argument("-o", "--output", help="write predictions to this CSV (rows are added as batches finish; "
@@ -179,8 +179,8 @@ def build_parser() -> argparse.ArgumentParser:
     features.add_argument("--max-maps", type=_positive_int, default=64, help="channels drawn per layer")
     features.set_defaults(run=_run_features)
 
-    preview = sub.add_parser("preview", help="draw a grid of lenses and non-lenses from a challenge folder")
-    preview.add_argument("-i", "--input", required=True, help="challenge-layout folder (real or simulated)")
+    preview = sub.add_parser("preview", help="draw a grid of lenses and non-lenses from a lens-finding folder")
+    preview.add_argument("-i", "--input", required=True, help="lens-finding folder (challenge layout or FITS cutouts, real or simulated)")
     preview.add_argument("-o", "--output", required=True, help="PNG file")
     preview.add_argument("--lenses", type=_nonneg_int, default=8, help="lenses to show")
     preview.add_argument("--non-lenses", type=_nonneg_int, default=8, help="non-lenses to show")
@@ -226,8 +226,11 @@ def _run_simulate_weak(args: argparse.Namespace) -> None:
     print(f"wrote {n} galaxy/PSF stamp pairs and {manifest}")
 
 
-TRAIN_FLAGS = ("arch", "epochs", "batch_size", "lr", "val_fraction", "seed", "augment", "schedule", "device", "loss",
-               "targets", "calibrate", "norm")
+def _train_flags() -> list[str]:
+    """Every task's training options: the task chosen from the input refuses those not its own."""
+    from .tasks import TASKS
+
+    return sorted(set().union(*(t.train_options for t in TASKS.values())))
 
 
 def _run_simulate_strong(args: argparse.Namespace) -> None:
@@ -279,7 +282,7 @@ def _run_train(args: argparse.Namespace) -> None:
     from .tasks import given, task_for_input
 
     task = task_for_input(args.input)
-    options = given({k: getattr(args, k) for k in TRAIN_FLAGS})
+    options = given({k: getattr(args, k) for k in _train_flags()})
     model = task.train(args.input, args.model, options, config_file=args.config, remove=args.remove,
                        progress=not args.quiet)
     if args.evaluate and is_main():
@@ -323,7 +326,8 @@ def _run_models(args: argparse.Namespace) -> None:
         params = count_parameters(spec.builder(**spec.defaults))
         size = "x".join(map(str, spec.defaults.get("image_size", ())))
         rows.append([spec.name, spec.task, "+".join(spec.inputs), size, f"{params:,}", spec.description])
-    print(format_table(["name", "task", "inputs", "stamp", "params", "description"], rows))
+    print(format_table(["name", "task", "inputs", "default size", "params at it", "description"], rows))
+    print("Networks size themselves to the training data (lens finders: any bands and cutout size).")
 
 
 def _run_surveys(args: argparse.Namespace) -> None:

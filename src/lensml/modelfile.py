@@ -67,10 +67,9 @@ class ModelInfo:
         """Make the training data's survey known, so its band files are recognised without a survey file."""
         if not self.survey:
             return
-        from .surveys import register_survey, survey_from_mapping, survey_names
+        from .surveys import register_survey, survey_from_mapping
 
-        if self.survey["name"] not in survey_names():  # a registered definition (e.g. a --survey-file) wins
-            register_survey(survey_from_mapping(self.survey, "model file"))
+        register_survey(survey_from_mapping(self.survey, "model file"), "model file", reading=True)
 
 
 def model_path(path: str | os.PathLike) -> Path:

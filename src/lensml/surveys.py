@@ -29,7 +29,8 @@ from typing import Any, Mapping
 from .errors import BadInputError
 
 APERTURE_DIAMETER_ARCSEC = 2.0  # aperture of the depths quoted for ground surveys
-POPULATIONS = ("space", "ground")
+POPULATIONS = ("space", "ground")  # the lens populations of lensml.simulate.surveys.POPULATIONS
+MAX_IMAGE_SIZE = 1024  # pixels per side: a cutout, not a tile
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,10 @@ class Survey:
         if self.rgb_bands is None:
             return None
         return tuple(self.band_names.index(b) for b in self.rgb_bands)  # type: ignore[return-value]
+
+    def layout(self) -> dict[str, Any]:
+        """What reading its files depends on: band names, folders, prefixes and the mask value."""
+        return {"bands": [(b.name, b.folder, b.prefix) for b in self.bands], "mask_value": self.mask_value}
 
     def to_dict(self) -> dict[str, Any]:
         """The survey as a YAML-ready mapping that `survey_from_mapping` reads back unchanged."""
@@ -129,8 +134,9 @@ def survey_from_mapping(raw: Mapping[str, Any], source: str = "survey") -> Surve
     scale = _positive(raw["pixel_scale_arcsec"], "pixel_scale_arcsec", fail)
     size = raw.get("image_size", [101, 101])
     size = [size, size] if isinstance(size, int) else list(size)
-    if len(size) != 2 or not all(isinstance(s, int) and s >= 16 for s in size):
-        raise fail(f"image_size must be one whole number >= 16 or [rows, columns], got {raw.get('image_size')!r}")
+    if len(size) != 2 or not all(isinstance(s, int) and 16 <= s <= MAX_IMAGE_SIZE for s in size):
+        raise fail(f"image_size must be one whole number from 16 to {MAX_IMAGE_SIZE}, or [rows, columns], "
+                   f"got {raw.get('image_size')!r}")
     file_prefix = str(raw.get("file_prefix", name.upper()))
     if not isinstance(raw["bands"], list) or not raw["bands"]:
         raise fail("bands must be a list of at least one band")
@@ -147,13 +153,15 @@ def survey_from_mapping(raw: Mapping[str, Any], source: str = "survey") -> Surve
         if "noise_sigma" in entry:
             noise = _positive(entry["noise_sigma"], f"band {band_name!r} noise_sigma", fail)
         elif "depth_mag" in entry:
-            noise = noise_from_depth(float(entry["depth_mag"]), scale)
+            noise = noise_from_depth(_number(entry["depth_mag"], f"band {band_name!r} depth_mag", fail), scale)
         else:
             raise fail(f"band {band_name!r} needs noise_sigma (flux units) or depth_mag (5-sigma, 2\" aperture)")
-        bands.append(Band(band_name, str(entry.get("folder", f"Band{k + 1}")),
-                          str(entry.get("prefix", f"image{file_prefix}_{band_name}-")),
-                          _positive(entry.get("psf_fwhm_arcsec", 0), f"band {band_name!r} psf_fwhm_arcsec", fail),
-                          noise))
+        if "psf_fwhm_arcsec" not in entry:
+            raise fail(f"band {band_name!r} needs psf_fwhm_arcsec")
+        folder = _file_name(entry.get("folder", f"Band{k + 1}"), f"band {band_name!r} folder", fail)
+        prefix = _file_name(entry.get("prefix", f"image{file_prefix}_{band_name}-"), f"band {band_name!r} prefix", fail)
+        bands.append(Band(band_name, folder, prefix,
+                          _positive(entry["psf_fwhm_arcsec"], f"band {band_name!r} psf_fwhm_arcsec", fail), noise))
     names = [b.name for b in bands]
     for what, values in (("band names", names), ("band folders", [b.folder for b in bands])):
         if len(set(values)) != len(values):
@@ -170,15 +178,31 @@ def survey_from_mapping(raw: Mapping[str, Any], source: str = "survey") -> Surve
     simulation = raw.get("simulation") or {}
     if not isinstance(simulation, Mapping):
         raise fail("simulation must be a mapping of strong-simulation settings")
-    return Survey(name, tuple(bands), scale, (size[0], size[1]), None if mask is None else float(mask), rgb,
+    mask = None if mask is None else _number(mask, "mask_value", fail)
+    return Survey(name, tuple(bands), scale, (size[0], size[1]), mask, rgb,
                   population, dict(simulation), str(raw.get("description", "")))
 
 
-def _positive(value: Any, what: str, fail) -> float:
+def _number(value: Any, what: str, fail) -> float:
     try:
         number = float(value)
     except (TypeError, ValueError):
         raise fail(f"{what} must be a number, got {value!r}") from None
+    if not math.isfinite(number):
+        raise fail(f"{what} must be finite, got {value!r}")
+    return number
+
+
+def _file_name(value: Any, what: str, fail) -> str:
+    """A folder or file-name prefix: one path component, so files stay inside the data folder."""
+    text = str(value)
+    if not re.fullmatch(r"[A-Za-z0-9_.+-]+", text) or text in (".", ".."):
+        raise fail(f"{what} {text!r}: use letters, digits and '_.+-' only (one name, no '/')")
+    return text
+
+
+def _positive(value: Any, what: str, fail) -> float:
+    number = _number(value, what, fail)
     if not number > 0:
         raise fail(f"{what} must be positive, got {value!r}")
     return number
@@ -244,21 +268,30 @@ def get_survey(name: str) -> Survey:
                             "--survey-file FILE.yaml)") from None
 
 
-def register_survey(survey: Survey, source: str = "survey") -> Survey:
-    """Add a survey; registering the same definition again is a no-op, a different one under a known name an error."""
+def register_survey(survey: Survey, source: str = "survey", reading: bool = False) -> Survey:
+    """Add a survey; the same definition again is a no-op, another one under a known name an error.
+
+    With `reading` (a data folder's survey.yaml, a model file's record), a definition whose file
+    layout (bands, folders, prefixes, mask value) agrees with the registered one is accepted as
+    it: those files read alike, whatever their simulation settings or description say.
+    """
     old = _REGISTRY.get(survey.name)
-    if old is not None and old != survey:
-        raise BadInputError(f"{source}: survey {survey.name!r} is already defined differently"
-                            + (" (a built-in survey; choose another name)" if survey.name in BUILTIN_SURVEYS else ""))
-    _REGISTRY[survey.name] = survey
-    return survey
+    if old is None or old == survey:
+        _REGISTRY[survey.name] = survey
+        return survey
+    if reading and old.layout() == survey.layout():
+        return old
+    ours, theirs = survey.to_dict(), old.to_dict()
+    differ = [k for k in ours if ours[k] != theirs[k] and k != "description"] or ["description"]
+    raise BadInputError(f"{source}: survey {survey.name!r} is already defined with other {', '.join(differ)}"
+                        + (" (a built-in survey; choose another name)" if survey.name in BUILTIN_SURVEYS else ""))
 
 
-def load_survey_file(path: str | os.PathLike) -> Survey:
-    """Read a survey from a YAML (or JSON) file and register it."""
+def load_survey_file(path: str | os.PathLike, reading: bool = False) -> Survey:
+    """Read a survey from a YAML (or JSON) file and register it (see `register_survey` for `reading`)."""
     from .config import read_config_file
 
-    return register_survey(survey_from_mapping(read_config_file(path), str(path)), str(path))
+    return register_survey(survey_from_mapping(read_config_file(path), str(path)), str(path), reading)
 
 
 def survey_yaml(survey: Survey) -> str:
@@ -274,4 +307,4 @@ FOLDER_SURVEY_FILE = "survey.yaml"  # written beside Public/ by `lensml simulate
 def folder_survey(root: Path) -> Survey | None:
     """The survey a folder describes in its own survey.yaml (registered), or None."""
     path = Path(root) / FOLDER_SURVEY_FILE
-    return load_survey_file(path) if path.is_file() else None
+    return load_survey_file(path, reading=True) if path.is_file() else None

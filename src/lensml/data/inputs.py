@@ -47,7 +47,11 @@ def read_lens_scene(path: Path, n_bands: int | None = None, shape: tuple[int, in
 
 
 def lens_mask_value(info: ModelInfo) -> float | None:
-    """The mask value of a lens finder's training survey (the challenge's 100 for files from before surveys)."""
+    """The mask value of a lens finder's training data: its survey's; none for a cutout folder without a
+    survey.yaml; the challenge's 100 for model files from before the survey registry."""
     from ..io.challenge import CHALLENGE_MASK_VALUE
+    from .lens_set import CUTOUTS
 
-    return info.survey.get("mask_value") if info.survey else CHALLENGE_MASK_VALUE
+    if info.survey:
+        return info.survey.get("mask_value")
+    return None if info.inputs == [CUTOUTS] else CHALLENGE_MASK_VALUE

@@ -75,8 +75,13 @@ def scene_source(root: str | Path) -> SceneSource:
     if not cutouts.is_cutout_folder(root):
         raise BadInputError(f"{root}: neither a challenge folder (Public/) nor a folder of FITS cutouts")
     spec = folder_survey(root)
-    return SceneSource(root, spec.name if spec else CUTOUTS, "file", cutouts.list_cutouts(root),
-                       spec.mask_value if spec else None)
+    names = cutouts.list_cutouts(root)
+    if spec is not None:
+        bands = cutouts.read_cutout(root / names[0]).shape[0]
+        if bands != spec.n_bands:
+            raise BadInputError(f"{root / names[0]}: {bands} band(s), but {root}/survey.yaml describes "
+                                f"{spec.n_bands} ({', '.join(spec.band_names)})")
+    return SceneSource(root, spec.name if spec else CUTOUTS, "file", names, spec.mask_value if spec else None)
 
 
 @dataclass(frozen=True)
@@ -136,6 +141,15 @@ def challenge_labels(root: Path, ids: np.ndarray, need: bool, complete: bool = F
     return challenge.labels_for(root, ids, require_images=every_row).astype(np.int64)
 
 
-def check_bands(n_bands: int, data_bands: int, what: str, model: str) -> None:
-    if data_bands != n_bands:
-        raise BadInputError(f"{model} takes {n_bands} band(s); {what} has {data_bands}")
+def check_data_fits(info, shape: tuple[int, ...], survey: str, what: str, model: str) -> None:
+    """Refuse scenes (bands, H, W) a lens finder was not trained for: another band count, size or survey."""
+    n_bands = info.arch_kwargs["in_channels"]
+    if shape[0] != n_bands:
+        raise BadInputError(f"{model} takes {n_bands} band(s); {what} has {shape[0]}")
+    trained = info.survey.get("name")
+    if trained and survey != CUTOUTS and survey != trained:
+        theirs = get_survey(survey).band_names
+        if list(theirs) != [b["name"] for b in info.survey["bands"]]:
+            raise BadInputError(f"{model} was trained on {trained} ({', '.join(b['name'] for b in info.survey['bands'])}); "
+                                f"{what} is {survey} ({', '.join(theirs)}): other bands")
+    info.check_image_size(shape, what)

@@ -61,8 +61,8 @@ def _holds_band(folder: Path, band: Band) -> bool:
 def detect_survey(root: str | os.PathLike) -> str:
     """The registered survey whose band files the folder holds (its own survey.yaml is registered first).
 
-    A folder may match several surveys that share a first band (Euclid's VIS files are the Space
-    set's): the survey with the most bands whose folders all hold its files wins.
+    A folder may match several surveys (a user's survey may name the challenge's files for its first
+    band): the survey with the most bands whose folders all hold its files wins.
     """
     root = Path(root)
     if not root.is_dir():
@@ -129,11 +129,6 @@ def read_scene(root: str | os.PathLike, survey: str, image_id: int,
     return stack_bands([band_path(root, survey, b, image_id) for b in range(n_bands)], shape)
 
 
-def scene_shape(root: str | os.PathLike, survey: str, image_id: int) -> tuple[int, int]:
-    """(H, W) of a set's cutouts, from one scene's files."""
-    return read_scene(root, survey, image_id).shape[1:]  # type: ignore[return-value]
-
-
 def is_band_file(path: str | os.PathLike) -> bool:
     """Whether a file's name is a band file of a registered survey."""
     name = Path(path).name
@@ -147,7 +142,7 @@ def read_scene_files(path: str | os.PathLike, n_bands: int | None = None,
     The other bands are looked up in their Public/<folder> folders, or beside the file when the
     scene's files were copied into one folder. A file whose name is no survey's band file is read
     as a one-band scene. With `n_bands`, the scene must have that many bands; a survey with that
-    many bands is preferred when the name fits several (Euclid's VIS files are also Space files).
+    many bands is preferred when the name fits several.
     """
     path = Path(path)
     matches = []

@@ -21,6 +21,7 @@ renders only the batches with a missing image; the rows of finished batches wait
 from __future__ import annotations
 
 import csv
+import dataclasses
 import math
 import multiprocessing as mp
 import os
@@ -93,7 +94,7 @@ def simulate_strong(
         raise BadInputError(f"{out}: exists and is not a folder")
     record = {**_record(config, spec, n, seed, first_id, lens_fraction, batch_size), "device": device}
     claim_folder(out, record, guarded=GUARDED, foreign=("Public", LABELS_NAME))
-    write_text_atomic(out / FOLDER_SURVEY_FILE, survey_yaml(spec))
+    write_text_atomic(out / FOLDER_SURVEY_FILE, survey_yaml(dataclasses.replace(spec, image_size=config.shape)))
 
     batches = [j for j in range(math.ceil(n / batch_size)) if shard is None or j % shard[1] == shard[0] - 1]
     job = _Job(config, spec, str(out), int(seed), float(lens_fraction), int(first_id), int(n), int(batch_size), device)

@@ -320,26 +320,27 @@ def observe(config: StrongSimConfig, clean: np.ndarray, noise_factor: float, noi
 
 
 def draw_mask(config: StrongSimConfig, rng: np.random.Generator) -> tuple[int, int, int, int, int] | None:
-    """A bad-CCD region in one band: a square block, or a strip of rows or columns along one edge.
+    """A bad-CCD region in one band of the written cutout: a square block, or a strip of rows or columns
+    along one edge; as (band, y0, y1, x0, x1) on the square the scene is rendered on.
 
     Always draws the same number of variates, so the rest of the scene does not depend on it.
     """
     u_mask, u_kind, u_band, u_size, u_pos1, u_pos2, u_edge = rng.random(7)
     if u_mask >= config.mask_fraction:
         return None
-    size = config.image_size
+    rows, cols = config.shape
+    top, left = (config.image_size - rows) // 2, (config.image_size - cols) // 2  # where `crop` cuts
     band = int(u_band * config.n_bands)
     if u_kind < 0.5:
         side = 4 + int(u_size * 9)  # 4..12 pixels
-        y0, x0 = int(u_pos1 * (size - side)), int(u_pos2 * (size - side))
-        return band, y0, y0 + side, x0, x0 + side
-    width = 1 + int(u_size * 4)  # 1..4 rows or columns
-    length = size - int(u_pos1 * size * 0.4)  # the strip may stop short of the far edge
-    edge = int(u_edge * 4)
-    if edge == 0:
-        return band, 0, width, 0, length
-    if edge == 1:
-        return band, size - width, size, size - length, size
-    if edge == 2:
-        return band, 0, length, 0, width
-    return band, size - length, size, size - width, size
+        y0, x0 = int(u_pos1 * (rows - side)), int(u_pos2 * (cols - side))
+        box = (y0, y0 + side, x0, x0 + side)
+    else:
+        width = 1 + int(u_size * 4)  # 1..4 rows or columns
+        edge = int(u_edge * 4)
+        along = cols if edge < 2 else rows
+        length = along - int(u_pos1 * along * 0.4)  # the strip may stop short of the far edge
+        box = [(0, width, 0, length), (rows - width, rows, cols - length, cols),
+               (0, length, 0, width), (rows - length, rows, cols - width, cols)][edge]
+    y0, y1, x0, x1 = box
+    return band, y0 + top, y1 + top, x0 + left, x1 + left

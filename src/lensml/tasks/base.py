@@ -7,11 +7,13 @@ from typing import Any, Mapping, Sequence
 
 from ..errors import BadInputError
 
+# Option names whose command-line flag is spelled otherwise.
+FLAGS = {"calibrate": "--no-calibrate", "json_path": "--json", "plot_path": "--plot", "out_csv": "--output"}
+
 
 class Task:
     """A job lensml trains networks for. Subclasses name the options each command takes."""
 
-    name: str = ""
     what: str = ""  # the data it reads, for messages
     train_options: frozenset[str] = frozenset()
     evaluate_options: frozenset[str] = frozenset()
@@ -25,11 +27,12 @@ class Task:
         foreign = sorted(k for k in options if k not in allowed)
         if not foreign:
             return
-        flags = ", ".join("--" + k.replace("_", "-") for k in foreign)
+        flags = ", ".join(FLAGS.get(k, "--" + k.replace("_", "-")) for k in foreign)
         owners = [t.what for t in TASKS.values() if t is not self and set(foreign) <= getattr(t, f"{command}_options")]
+        if not owners:
+            raise BadInputError(f"{flags}: not an option of {command} (for {self.what})")
         verb = "applies" if len(foreign) == 1 else "apply"
-        where = f"{verb} to {owners[0]}, not to" if owners else f"{verb} to no {command} of"
-        raise BadInputError(f"{flags} {where} {self.what}")
+        raise BadInputError(f"{flags} {verb} to {owners[0]}, not to {self.what}")
 
     def train(self, data: str, model: str, options: Mapping[str, Any], config_file: str | None = None,
               remove: bool = False, progress: bool = True) -> Path:

@@ -10,7 +10,6 @@ from .shear import TRAIN
 
 
 class LensTask(Task):
-    name = "lens"
     what = "lens finding (a challenge-layout or cutout folder)"
     train_options = frozenset({*TRAIN, "norm"})
     evaluate_options = frozenset({"device", "batch_size", "json_path", "plot_path"})

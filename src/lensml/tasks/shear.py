@@ -12,7 +12,6 @@ TRAIN = ("arch", "epochs", "batch_size", "lr", "val_fraction", "seed", "augment"
 
 
 class ShearTask(Task):
-    name = "shear"
     what = "shear data (a data.json)"
     train_options = frozenset({*TRAIN, "loss", "targets", "calibrate"})
     evaluate_options = frozenset({"device", "batch_size", "tta", "hsm", "json_path", "plot_path"})

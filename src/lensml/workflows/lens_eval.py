@@ -9,7 +9,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from ..data.lens_set import check_bands, load_lens_set
+from ..data.lens_set import check_data_fits, load_lens_set
 from ..errors import BadInputError
 from ..io.atomic import write_json_atomic
 from ..io.tables import format_table
@@ -58,8 +58,7 @@ def score_model(data_dir: str, model_file: str, device: str = "auto", batch_size
     if info.task != "lens":
         raise BadInputError(f"{model_file} is a {info.task} model; a lens-finding folder needs a lens finder")
     data = load_lens_set(data_dir, info.norm, progress=progress)
-    check_bands(info.arch_kwargs["in_channels"], data.images.shape[1], f"{data.root} ({data.survey})", model_file)
-    info.check_image_size(data.images.shape, str(data.root))
+    check_data_fits(info, data.images.shape[1:], data.survey, f"{data.root} ({data.survey})", model_file)
     rows, subset = held_out(info, lens_identity(data), "images")
     scores, per_image = lens_scores(net, data.images, dev, batch_size, progress, rows=rows)
     labels = data.labels[rows]

@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from ..data.band_norm import normalise_bands
 from ..data.inputs import lens_mask_value, model_input, read_lens_scene
-from ..data.lens_set import SceneSource, is_lens_folder, scene_source
+from ..data.lens_set import CUTOUTS, SceneSource, check_data_fits, is_lens_folder, scene_source
 from ..errors import BadInputError, LensmlError, MissingFileError
 from ..io.atomic import write_json_atomic
 from ..io.tables import format_table
@@ -159,6 +159,9 @@ def predict_lens(input_path: str, model_file: str, out_csv: str | None = None, d
         raise BadInputError(f"{path}: neither a challenge folder (Public/) nor a folder of FITS cutouts; name a "
                             "folder, a list of files or an image")
     scenes = scene_list(path, info)
+    first = scenes.folder.read(scenes.keys[0]) if scenes.folder else read_lens_scene(scenes.root / scenes.keys[0])
+    check_data_fits(info, first.shape, scenes.folder.survey if scenes.folder else CUTOUTS,
+                    f"{path} ({scenes.keys[0]})", str(model_file))
     keys = scenes.keys if shard is None else scenes.keys[shard[0] - 1 :: shard[1]]
     labels = _labels(scenes, keys)
     header = [scenes.key_name, "p_lens", *(["is_lens"] if labels else [])]
