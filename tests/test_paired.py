@@ -74,15 +74,17 @@ def test_pairs_share_noise_and_rings_rotate_the_galaxy(tmp_path):
     assert not np.allclose(img["noisy", 2] - img["clean", 2], img["noisy", 0] - img["clean", 0])
 
 
-def test_evaluate_scores_pairs_beside_hsm_and_refuses_a_lone_member(tmp_path, trained_model, capsys):
-    """HSM REGAUSS with its responsivity on a noise-free paired set: m within 2%, c ~ 0 (shape noise cancels)."""
+def test_evaluate_scores_pairs_beside_hsm_and_anacal_and_refuses_a_lone_member(tmp_path, trained_model, capsys):
+    """HSM REGAUSS with its responsivity and AnaCal on a noise-free paired set: m within 2% and 0.2%, c ~ 0."""
     data = tmp_path / "pairs"
     assert main(["-q", "simulate", "weak", "--pairs", "-n", "40", "--ring", "4", "-o", str(data), "--seed", "5",
                  "--workers", "1"]) == 0
     out = tmp_path / "scores.json"
-    assert main(["-q", "evaluate", "-i", str(data), "-m", str(trained_model), "--json", str(out)]) == 0
+    assert main(["-q", "evaluate", "-i", str(data), "-m", str(trained_model), "--json", str(out), "--anacal"]) == 0
     results = json.loads(out.read_text())
     hsm = results["hsm"]["paired"]
+    anacal = results["anacal"]["paired"]  # AnaCal's analytic response: m is the g^2 term, a few 1e-4
+    assert abs(anacal["m1"]) < 2e-3 and abs(anacal["m2"]) < 2e-3 and abs(anacal["c2"]) < 1e-4
     assert results["paired"]["n_pairs"] == hsm["n_pairs"] == 160 and hsm["n_galaxies"] == 40
     assert abs(hsm["m1"]) < 0.02 and abs(hsm["m2"]) < 0.02 and abs(hsm["c1"]) < 1e-3
     assert 1.5 < hsm["responsivity"] < 2

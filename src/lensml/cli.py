@@ -46,6 +46,8 @@ def _add_evaluate_flags(p: argparse.ArgumentParser) -> None:
     _add_common_model_flags(p, several=True)
     p.add_argument("--hsm", choices=("REGAUSS", "KSB", "BJ", "LINEAR", "none"),
                    help="shear: classical estimator to compare with (default REGAUSS)")
+    p.add_argument("--anacal", action="store_const", const=True, default=None,
+                   help="shear: also AnaCal on the same stamps (the lensml[baselines] extra)")
     p.add_argument("--json", help="write the figures to this JSON file")
     p.add_argument("--plot", help="draw measured against true shear, or the ROC curves, to this PNG")
 
@@ -293,7 +295,7 @@ def _run_evaluate(args: argparse.Namespace) -> None:
     from .tasks import given, task_for_input
 
     options = given({"device": args.device, "batch_size": args.batch_size, "tta": args.tta, "hsm": args.hsm,
-                     "json_path": args.json, "plot_path": args.plot})
+                     "anacal": args.anacal, "json_path": args.json, "plot_path": args.plot})
     task_for_input(args.input).evaluate(args.input, args.model, options, progress=not args.quiet)
 
 

@@ -142,3 +142,12 @@ def write_fits_image(
     Header values may be plain values or (value, comment) pairs.
     """
     write_bytes_atomic(path, fits_image_bytes(image, header))
+
+
+def read_fits_header_value(path: str | os.PathLike, key: str, default: float) -> float:
+    """A numeric keyword of a FITS file's first header (e.g. PIXSCALE), or `default` when absent."""
+    try:
+        value = fits.getheader(Path(path)).get(key, default)
+        return float(value)
+    except (OSError, ValueError, TypeError):
+        return default

@@ -222,7 +222,7 @@ class WeakStampRenderer:
         gal_image = galsim.Convolve(self._galaxy(params), psf).drawImage(nx=size, ny=size, scale=scale)
         if cfg.noise and "pair" in params:
             noise = np.random.default_rng(int(params["noise_seed"])).standard_normal(gal_image.array.shape)
-            gal_image.array[:] += noise * self._pair_noise_sigma(params, psf)
+            gal_image.array[:] += noise * self.pair_noise_sigma(params)
         elif cfg.noise:
             noise = galsim.PoissonNoise(galsim.BaseDeviate(int(params["noise_seed"])), sky_level=cfg.sky_level * scale**2)
             gal_image.addNoiseSNR(noise, params["snr"], preserve_flux=False)
@@ -238,10 +238,11 @@ class WeakStampRenderer:
             self._last_psf = (key, (psf, psf.drawImage(nx=size, ny=size, scale=scale).array.astype(np.float32)))
         return self._last_psf[1]
 
-    def _pair_noise_sigma(self, params: dict[str, float], psf: galsim.GSObject) -> float:
+    def pair_noise_sigma(self, params: dict[str, float]) -> float:
         """Gaussian noise whose SNR (GalSim's sqrt(sum I^2) / sigma) is `snr` for the unsheared galaxy, so
         both members of a pair get the same sigma, and with the same seed the same noise."""
         if self._last_sigma[0] != params["pair"]:
+            psf = self._psf(params)[0]
             size, scale = self.config.stamp_size, self.config.pixel_scale
             unsheared = self._galaxy({**params, "g1": 0.0, "g2": 0.0})
             image = galsim.Convolve(unsheared, psf).drawImage(nx=size, ny=size, scale=scale).array

@@ -51,8 +51,9 @@ def evaluate_shear(
     json_path: str | None = None,
     plot_path: str | None = None,
     progress: bool = True,
+    anacal: bool = False,
 ) -> dict[str, Any]:
-    """Score a model on a data.json beside HSM; print the table, write JSON and plot on request."""
+    """Score a model on a data.json beside HSM (and AnaCal); print the table, write JSON and plot on request."""
     dev = resolve_device(device)
     net, info = load_model(model_file, dev)
     _require_shear(info, model_file)
@@ -61,8 +62,11 @@ def evaluate_shear(
     indices = rows.tolist()
     if len(indices) < MIN_STAMPS:
         raise BadInputError(f"{manifest.path}: {len(indices)} stamps to score; m and c need at least {MIN_STAMPS}")
-    with_hsm = hsm is not None and all("psf" in manifest.entries[i] for i in indices)
-    raw, keys, x = _stamp_channels(manifest, info, indices, with_hsm, progress)
+    with_psf = all("psf" in manifest.entries[i] for i in indices)
+    with_hsm = hsm is not None and with_psf
+    if anacal and not with_psf:
+        raise BadInputError(f"{manifest.path}: AnaCal needs each stamp's PSF image (a 'psf' entry)")
+    raw, keys, x = _stamp_channels(manifest, info, indices, with_hsm or anacal, progress)
     pred = predict_array(net, info, x, dev, batch_size, tta, progress)
     true = manifest.targets(info.targets, indices)
 
@@ -85,6 +89,10 @@ def evaluate_shear(
             g_ensemble, responsivity = ensemble_shear(measured, hsm)
             results["hsm"]["paired"] = {**paired_shear_bias(g_ensemble, **design), "responsivity": responsivity}
         estimates[f"HSM {hsm}"] = g_hsm
+    if anacal and shear_cols is not None:
+        results["anacal"] = _anacal_results(manifest, indices, raw[:, keys.index("galaxy")],
+                                            raw[:, keys.index("psf")], true[:, shear_cols], design, progress)
+        estimates["AnaCal"] = results["anacal"].pop("per_stamp")
     report(f"{manifest.path}: scored {len(indices)} stamps ({subset})")
     if info.calibration.get("sha256") == manifest.sha256:
         report("note: this set calibrated the model, so m is zero by construction here; evaluate on an independent set")
@@ -96,6 +104,27 @@ def evaluate_shear(
     if plot_path and shear_cols is not None:
         plot_shear_scatter(plot_path, true[:, shear_cols], estimates)
     return results
+
+
+def _anacal_results(manifest: Manifest, indices: list[int], galaxies: np.ndarray, psfs: np.ndarray,
+                    true: np.ndarray, design: dict[str, Any] | None, progress: bool) -> dict[str, Any]:
+    """AnaCal on the same stamps: per-stamp e / <R> against the truth, and the paired m and c with R per stamp."""
+    from ..baselines.anacal import anacal_kernel_arcsec, anacal_shear, response_matrix
+    from ..io.fits import read_fits_header_value
+
+    entries = [manifest.entries[i] for i in indices]
+    sigma = np.array([e.get("noise_sigma", 0.0) for e in entries], dtype=float)
+    scale = read_fits_header_value(manifest.image_path(indices[0], "galaxy"), "PIXSCALE", 1.0)
+    seeds = design["pair"] if design is not None else None
+    e, r = anacal_shear(galaxies, psfs, scale, sigma, noise_seeds=seeds, progress=progress,
+                        sigma_shapelets=anacal_kernel_arcsec(psfs[0], scale))
+    ok = np.isfinite(e).all(1) & np.isfinite(r).all(1)
+    per_stamp = e / r[ok].mean(0)
+    out: dict[str, Any] = {"failures": int((~ok).sum()), "per_stamp": per_stamp,
+                           **shear_metrics(true, per_stamp)}
+    if design is not None:
+        out["paired"] = paired_shear_bias(e, **design, response=response_matrix(r))
+    return out
 
 
 def _metrics(targets: list[str], true: np.ndarray, pred: np.ndarray) -> dict[str, float]:
@@ -110,7 +139,9 @@ def _metrics(targets: list[str], true: np.ndarray, pred: np.ndarray) -> dict[str
 
 def _results_table(results: dict[str, Any], info: ModelInfo) -> str:
     rows = []
-    for label, r in [(info.arch, results), *([(f"HSM {results['hsm']['method']}", results["hsm"])] if "hsm" in results else [])]:
+    baselines = [(f"HSM {results['hsm']['method']}", results["hsm"])] if "hsm" in results else []
+    baselines += [("AnaCal", results["anacal"])] if "anacal" in results else []
+    for label, r in [(info.arch, results), *baselines]:
         row = [label, r["n"], r.get("failures", 0)]
         row += [r.get(f"rmse_{t}", float("nan")) for t in SHEAR]
         row += [f"{r[k]:+.4f} ± {r[k + '_err']:.4f}" if k in r else "-" for k in ("m1", "m2", "c1", "c2")]
@@ -148,9 +179,13 @@ def paired_design(manifest: Manifest, indices: list[int]) -> dict[str, Any] | No
 
 def _paired_table(results: dict[str, Any], info: ModelInfo) -> str:
     rows = []
-    for label, r in [(info.arch, results.get("paired")),
-                     *([(f"HSM {results['hsm']['method']} (responsivity {results['hsm']['paired']['responsivity']:.3f})",
-                         results["hsm"]["paired"])] if "paired" in results.get("hsm", {}) else [])]:
+    rows_in = [(info.arch, results.get("paired"))]
+    if "paired" in results.get("hsm", {}):
+        hsm = results["hsm"]
+        rows_in.append((f"HSM {hsm['method']} (responsivity {hsm['paired']['responsivity']:.3f})", hsm["paired"]))
+    if "paired" in results.get("anacal", {}):
+        rows_in.append(("AnaCal (analytic response)", results["anacal"]["paired"]))
+    for label, r in rows_in:
         rows.append([label, r["n_pairs"], r["n_galaxies"],
                      *(f"{r[k]:+.5f} ± {r[k + '_err']:.5f}" for k in ("m1", "m2", "c1", "c2"))])
     return "paired design (bootstrap errors over galaxies):\n" + format_table(
