@@ -127,8 +127,9 @@ def test_bad_numbers_are_refused_by_the_parser(args, capsys):
 def test_quickstart_runs_the_whole_job_on_a_tiny_set(tmp_path, capsys):
     assert run("quickstart", "-o", tmp_path / "qs", "-n", 40, "--epochs", 1, "--workers", 1) == 0
     results = json.loads((tmp_path / "qs" / "results.json").read_text())
-    assert results["n"] == 10 and results["subset"] == "all entries" and "hsm" in results
-    assert (tmp_path / "qs" / "shear.png").is_file() and "HSM REGAUSS" in capsys.readouterr().out
+    assert results["n"] == 16 and results["subset"] == "all entries" and "hsm" in results
+    assert results["paired"]["n_pairs"] == 8 and "paired" in results["hsm"]
+    assert (tmp_path / "qs" / "shear.png").is_file() and "paired design" in capsys.readouterr().out
 
 
 def test_strong_simulation_feeds_lens_finding(tmp_path, capsys):
