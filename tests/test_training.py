@@ -158,3 +158,36 @@ def test_too_few_training_images_is_a_clear_error():
     with pytest.raises(BadInputError, match="at least two"):
         fit(model, ArraySplit(images, np.zeros((1, 2), np.float32), np.arange(1)), None, settings,
             torch.device("cpu"), TrainState(), torch.optim.Adam(model.parameters()), lambda *_: None, progress=False)
+
+
+class _Frozen(torch.nn.Module):
+    """A network whose output never changes (its weight's gradient is always zero): the validation loss stays put."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, x):
+        return torch.zeros(len(x), 2) + 0.0 * self.w
+
+
+def test_patience_stops_when_validation_stops_improving():
+    from lensml.training import ArraySplit, LoopSettings, TrainState, epochs_since_best, fit
+
+    rng = np.random.default_rng(0)
+    images, targets = rng.normal(size=(16, 1, 8, 8)).astype(np.float32), rng.normal(size=(16, 2)).astype(np.float32)
+    train, val = ArraySplit(images, targets, np.arange(12)), ArraySplit(images, targets, np.arange(12, 16))
+    model = _Frozen()
+    ends = []
+    settings = LoopSettings(epochs=10, batch_size=4, lr=1e-3, loss="mse", seed=0, schedule="constant", patience=2)
+    state = fit(model, train, val, settings, torch.device("cpu"), TrainState(), torch.optim.Adam(model.parameters()),
+                lambda st, improved: ends.append(improved), progress=False)
+    assert ends == [True, False, False] and state.epoch == 3 and state.stopped_early
+    assert epochs_since_best(state.history) == 2
+    # resuming with the same patience stops at once; without it, training goes on to the cap
+    again = fit(model, train, val, settings, torch.device("cpu"), state, torch.optim.Adam(model.parameters()),
+                lambda *_: None, progress=False)
+    assert again.epoch == 3
+    longer = LoopSettings(**{**settings.__dict__, "patience": None, "epochs": 5})
+    assert fit(model, train, val, longer, torch.device("cpu"), state, torch.optim.Adam(model.parameters()),
+               lambda *_: None, progress=False).epoch == 5

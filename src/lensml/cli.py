@@ -128,6 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--arch", help="architecture (`lensml models`); default shear_cnn or cmu_deeplens")
     train.add_argument("--config", help="settings file; LensNet's config.json is accepted")
     train.add_argument("--epochs", type=_positive_int, help="total epochs to reach (a rerun resumes)")
+    train.add_argument("--patience", type=_positive_int,
+                       help="stop when the validation loss has not improved for this many epochs (--epochs stays the cap)")
     train.add_argument("--batch-size", type=_positive_int)
     train.add_argument("--lr", type=float, help="learning rate (Adam)")
     train.add_argument("--loss", choices=("mse", "mae"))

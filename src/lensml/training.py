@@ -32,6 +32,7 @@ class TrainState:
     epoch: int = 0
     best_val_loss: float = math.inf
     history: list[dict] = field(default_factory=list)
+    stopped_early: bool = False
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,13 @@ class LoopSettings:
     seed: int
     schedule: str
     augment: Augment | None = None
+    patience: int | None = None  # stop after this many epochs without a better validation loss
+
+
+def epochs_since_best(history: list[dict]) -> int:
+    """Epochs after the one with the lowest monitored loss (validation, else training); 0 if that is the last."""
+    losses = [row.get("val_loss", row["train_loss"]) for row in history]
+    return len(losses) - 1 - losses.index(min(losses)) if losses else 0
 
 
 def epoch_lr(settings: LoopSettings, epoch: int) -> float:
@@ -166,6 +174,12 @@ def fit(
     model.to(device).to(memory_format=torch.channels_last)
     stepper = distributed.wrap(model, device)
     for epoch in range(state.epoch, settings.epochs):
+        if settings.patience is not None and epochs_since_best(state.history) >= settings.patience:
+            state.stopped_early = True
+            if group.is_main:
+                report(f"stopped early: no better validation loss for {settings.patience} epochs (best at epoch "
+                       f"{state.epoch - epochs_since_best(state.history)})")
+            break
         seed = _epoch_seed(settings.seed, epoch)
         generator = torch.Generator().manual_seed(seed)
         torch.manual_seed(seed + group.rank)  # dropout: each process its own draws

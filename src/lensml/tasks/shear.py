@@ -8,7 +8,7 @@ from typing import Any, Mapping, Sequence
 from ..errors import BadInputError
 from .base import Task
 
-TRAIN = ("arch", "epochs", "batch_size", "lr", "val_fraction", "seed", "augment", "schedule", "device")
+TRAIN = ("arch", "epochs", "batch_size", "lr", "val_fraction", "seed", "augment", "schedule", "device", "patience")
 
 
 class ShearTask(Task):

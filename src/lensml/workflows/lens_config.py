@@ -24,11 +24,13 @@ class LensTrainConfig:
     norm: str = "zscale"
     schedule: str = "constant"
     weight_decay: float = 0.0
+    patience: int | None = None  # early stopping: epochs without a better validation loss
     device: str = "auto"
 
     def __post_init__(self) -> None:
         checks = [
             (self.epochs > 0, f"epochs must be positive, got {self.epochs}"),
+            (self.patience is None or self.patience > 0, f"patience must be positive, got {self.patience}"),
             (self.batch_size > 0, f"batch size must be positive, got {self.batch_size}"),
             (self.lr > 0, f"learning rate must be positive, got {self.lr}"),
             (0 < self.val_fraction < 1, f"validation fraction must be in (0, 1), got {self.val_fraction}"),

@@ -39,7 +39,7 @@ def train_lens(data_dir: str, model: str, config: LensTrainConfig, remove: bool 
         survey={} if data.survey == CUTOUTS else get_survey(data.survey).to_dict(),
     )
     settings = LoopSettings(epochs=config.epochs, batch_size=config.batch_size, lr=config.lr, loss="bce",
-                            seed=config.seed, schedule=config.schedule,
+                            seed=config.seed, schedule=config.schedule, patience=config.patience,
                             augment=augment_batch if config.augment else None)
     identity = lens_identity(data)
     targets = data.labels.astype("float64")[:, None]

@@ -21,7 +21,7 @@ from ..identity import DataIdentity
 from ..io.atomic import sweep_stale_temps
 from ..modelfile import ModelInfo, decode_header, read_tensors, save_model
 from ..models import count_parameters
-from ..training import ArraySplit, LoopSettings, TrainState, fit
+from ..training import ArraySplit, LoopSettings, TrainState, epochs_since_best, fit
 from ..report import report
 
 
@@ -97,6 +97,7 @@ def train_network(
             best_weights = copy.deepcopy(net.state_dict())
         info.training = {
             "config": config, "epochs_done": st.epoch, "best_val_loss": st.best_val_loss, "history": st.history,
+            "epochs_since_best": epochs_since_best(st.history),
             "data": data.record(), "val_indices": val_idx.tolist(), **trained_digests,
             "seconds": sum(row["seconds"] for row in st.history), "device": str(device),
         }

@@ -42,6 +42,7 @@ class ShearTrainConfig:
     calibrate: bool = True  # measure m on the validation stamps after training and divide it out
     schedule: str = "cosine"
     weight_decay: float = 0.0
+    patience: int | None = None  # early stopping: epochs without a better validation loss
     device: str = "auto"
     image_size: tuple[int, int] | None = None  # expected stamp size; None: take it from the data
 
@@ -50,6 +51,7 @@ class ShearTrainConfig:
         object.__setattr__(self, "targets", tuple(self.targets))
         checks = [
             (self.epochs > 0, f"epochs must be positive, got {self.epochs}"),
+            (self.patience is None or self.patience > 0, f"patience must be positive, got {self.patience}"),
             (self.batch_size > 0, f"batch size must be positive, got {self.batch_size}"),
             (self.lr > 0, f"learning rate must be positive, got {self.lr}"),
             (self.loss in LOSSES and self.loss != "bce", f"loss must be mse or mae, got {self.loss!r}"),

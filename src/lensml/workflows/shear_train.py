@@ -55,7 +55,7 @@ def train_shear(
     )
     settings = LoopSettings(
         epochs=config.epochs, batch_size=config.batch_size, lr=config.lr, loss=config.loss, seed=config.seed,
-        schedule=config.schedule, augment=partial(random_d4, names=config.targets) if config.augment else None,
+        schedule=config.schedule, patience=config.patience, augment=partial(random_d4, names=config.targets) if config.augment else None,
     )
     data = manifest_identity(manifest)
     train_network(out, info, images, targets, val_idx, settings, config.to_dict(), data,
