@@ -11,7 +11,7 @@ from lensml.data.lens_set import load_lens_set
 from lensml.modelfile import load_model
 from lensml.simulate.strong_files import simulate_strong
 from lensml.workflows import lens_predict
-from lensml.workflows.lens_eval import lens_scores
+from lensml.workflows.lens_eval import lens_scores, temperature
 
 
 def run(*args):
@@ -40,7 +40,7 @@ def test_streamed_scores_equal_the_cached_scores_whatever_the_batching(survey, t
     assert a[0] == ["ID", "p_lens", "is_lens"] and len(a) == 24 and a == b
     net, info = load_model(model)
     data = load_lens_set(folder, info.norm, progress=False)
-    cached, _ = lens_scores(net, data.images, __import__("torch").device("cpu"))
+    cached, _ = lens_scores(net, data.images, __import__("torch").device("cpu"), temperature=temperature(info))
     np.testing.assert_allclose([float(r[1]) for r in a[1:]], cached, rtol=1e-5)
     assert [int(r[0]) for r in a[1:]] == list(data.keys) and [int(r[2]) for r in a[1:]] == data.labels.tolist()
     assert not list(tmp_path.glob("*.partial*"))

@@ -48,6 +48,9 @@ def _add_evaluate_flags(p: argparse.ArgumentParser) -> None:
                    help="shear: classical estimator to compare with (default REGAUSS)")
     p.add_argument("--anacal", action="store_const", const=True, default=None,
                    help="shear: also AnaCal on the same stamps (the lensml[baselines] extra)")
+    p.add_argument("--prevalence", type=float,
+                   help="lenses: share of cutouts holding a lens in the survey, for purity and completeness "
+                        "(default 1e-3)")
     p.add_argument("--json", help="write the figures to this JSON file")
     p.add_argument("--plot", help="draw measured against true shear, or the ROC curves, to this PNG")
 
@@ -297,7 +300,8 @@ def _run_evaluate(args: argparse.Namespace) -> None:
     from .tasks import given, task_for_input
 
     options = given({"device": args.device, "batch_size": args.batch_size, "tta": args.tta, "hsm": args.hsm,
-                     "anacal": args.anacal, "json_path": args.json, "plot_path": args.plot})
+                     "anacal": args.anacal, "prevalence": args.prevalence, "json_path": args.json,
+                     "plot_path": args.plot})
     task_for_input(args.input).evaluate(args.input, args.model, options, progress=not args.quiet)
 
 

@@ -49,14 +49,28 @@ def plot_shear_scatter(path: str | os.PathLike, true: np.ndarray, estimates: Map
     plt.close(fig)
 
 
-def plot_roc(path: str | os.PathLike, curves: Mapping[str, tuple[np.ndarray, np.ndarray]]) -> None:
-    """ROC curves (true-positive against false-positive rate) of one or several lens finders."""
-    plt, (fig, ax) = _figure(figsize=(5.5, 5))
+def plot_roc(path: str | os.PathLike, curves: Mapping[str, tuple[np.ndarray, np.ndarray]],
+             reliabilities: Mapping[str, Mapping[str, list]] | None = None) -> None:
+    """ROC curves (true-positive against false-positive rate) of one or several lens finders, and beside
+    them their reliability diagrams (fraction of lenses against mean score per score bin)."""
+    panels = 2 if reliabilities else 1
+    plt, (fig, axes) = _figure(1, panels, figsize=(5.5 * panels, 5), squeeze=False)
+    ax = axes[0, 0]
     for label, (fpr, tpr) in curves.items():
         ax.step(fpr, tpr, where="post", label=label)
     ax.plot([0, 1], [0, 1], "k:", lw=0.8)
-    ax.set(xlabel="false-positive rate", ylabel="true-positive rate", xlim=(0, 1), ylim=(0, 1.01))
+    ax.set(xlabel="false-positive rate", ylabel="true-positive rate", xlim=(0, 1), ylim=(0, 1.01), title="ROC")
     ax.legend(loc="lower right", fontsize=8)
+    if reliabilities:
+        ax = axes[0, 1]
+        for label, r in reliabilities.items():
+            mean, frac = np.asarray(r["mean_score"], float), np.asarray(r["lens_fraction"], float)
+            ok = np.isfinite(mean)
+            ax.plot(mean[ok], frac[ok], "o-", ms=4, label=label)
+        ax.plot([0, 1], [0, 1], "k:", lw=0.8)
+        ax.set(xlabel="mean lens probability in bin", ylabel="fraction of lenses", xlim=(0, 1), ylim=(0, 1.01),
+               title="reliability")
+        ax.legend(loc="upper left", fontsize=8)
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=110)

@@ -13,16 +13,20 @@ from ..data.lens_set import check_data_fits, load_lens_set
 from ..errors import BadInputError
 from ..io.atomic import write_json_atomic
 from ..io.tables import format_table
+from ..errors import LensmlError
 from ..metrics.detection import detection_metrics, roc_curve
+from ..metrics.probability import log_loss, purity_completeness, reliability, selection_function
 from ..modelfile import load_model
 from ..plots import plot_roc
+
+DEFAULT_PREVALENCE = 1e-3  # one lens per thousand cutouts, as in a survey
 from ..device import device_name, resolve_device
 from ..identity import held_out, lens_identity
 from ..report import report
 
 @torch.inference_mode()
 def lens_scores(net, images: np.ndarray, device: torch.device, batch_size: int = 256, progress: bool = False,
-                rows: np.ndarray | None = None):
+                rows: np.ndarray | None = None, temperature: float = 1.0):
     """Lens probabilities for normalised scenes (the sorted `rows` of `images`, or all), and the seconds
     spent per image in the forward passes. Batches are read one at a time from a memory map."""
     from tqdm import tqdm
@@ -32,26 +36,35 @@ def lens_scores(net, images: np.ndarray, device: torch.device, batch_size: int =
     out, spent = [], 0.0
     for start in tqdm(range(0, len(rows), batch_size), desc="score", unit="batch", disable=not progress, leave=False):
         p, seconds = lens_probabilities(net, torch.from_numpy(np.array(images[rows[start : start + batch_size]],
-                                                                        dtype=np.float32)), device)
+                                                                        dtype=np.float32)), device,
+                                        temperature)
         spent += seconds
         out.append(p)
     return np.concatenate(out), spent / max(len(rows), 1)
 
 
 @torch.inference_mode()
-def lens_probabilities(net, x: torch.Tensor, device: torch.device) -> tuple[np.ndarray, float]:
-    """Lens probabilities of one normalised batch, and the seconds of its forward pass (GPU work included)."""
+def lens_probabilities(net, x: torch.Tensor, device: torch.device,
+                       temperature: float = 1.0) -> tuple[np.ndarray, float]:
+    """Lens probabilities sigmoid(logit / T) of one normalised batch (T from the model file's temperature
+    scaling), and the seconds of its forward pass (GPU work included)."""
     x = x.to(device).contiguous(memory_format=torch.channels_last)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     began = time.perf_counter()
-    p = torch.sigmoid(net(x)).flatten()
+    p = torch.sigmoid(net(x) / temperature).flatten()
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     return p.float().cpu().numpy(), time.perf_counter() - began
 
 
-def score_model(data_dir: str, model_file: str, device: str = "auto", batch_size: int = 256, progress: bool = True):
+def temperature(info) -> float:
+    """The temperature a lens finder's scores are divided by (1 for files without temperature scaling)."""
+    return float(info.calibration.get("temperature", 1.0))
+
+
+def score_model(data_dir: str, model_file: str, device: str = "auto", batch_size: int = 256, progress: bool = True,
+                prevalence: float = DEFAULT_PREVALENCE):
     """Scores of one model on the images of a folder it did not train on; returns (results, labels, scores)."""
     dev = resolve_device(device)
     net, info = load_model(model_file, dev)
@@ -60,7 +73,8 @@ def score_model(data_dir: str, model_file: str, device: str = "auto", batch_size
     data = load_lens_set(data_dir, info.norm, progress=progress)
     check_data_fits(info, data.images.shape[1:], data.survey, f"{data.root} ({data.survey})", model_file)
     rows, subset = held_out(info, lens_identity(data), "images")
-    scores, per_image = lens_scores(net, data.images, dev, batch_size, progress, rows=rows)
+    scores, per_image = lens_scores(net, data.images, dev, batch_size, progress, rows=rows,
+                                    temperature=temperature(info))
     labels = data.labels[rows]
     if len(np.unique(labels)) < 2:
         raise BadInputError(f"{data.root}: the {len(labels)} images scored ({subset}) are all of one class; "
@@ -69,8 +83,33 @@ def score_model(data_dir: str, model_file: str, device: str = "auto", batch_size
                                **detection_metrics(labels, scores), "seconds_per_image": per_image,
                                "device": device_name(dev), "epochs": info.training.get("epochs_done"),
                                "training_seconds": info.training.get("seconds"),
-                               "training_device": info.training.get("device")}
+                               "training_device": info.training.get("device"), "temperature": temperature(info),
+                               "log_loss": log_loss(labels, _logits(scores)),
+                               "reliability": reliability(labels, scores),
+                               "search": purity_completeness(labels, scores, prevalence),
+                               "selection": _selection(data, rows, labels, scores)}
     return results, labels, scores
+
+
+def _logits(p: np.ndarray) -> np.ndarray:
+    p = np.clip(np.asarray(p, float), 1e-12, 1 - 1e-12)
+    return np.log(p) - np.log1p(-p)
+
+
+def _selection(data, rows: np.ndarray, labels: np.ndarray, scores: np.ndarray) -> dict[str, Any]:
+    """Completeness against the catalogue's lens columns, where the folder's classifications.csv has them."""
+    from ..io.challenge import OPTIONAL_COLUMNS, read_label_table
+
+    if not isinstance(data.keys[0], (int, np.integer)):
+        return {}
+    try:
+        table = read_label_table(data.root)
+    except LensmlError:
+        return {}
+    where = {int(i): k for k, i in enumerate(table.ids)}
+    index = np.array([where[int(data.keys[r])] for r in rows])
+    return {name: selection_function(labels, scores, table.extra[name][index]) for name in OPTIONAL_COLUMNS
+            if name in table.extra}
 
 
 def _table(results: Sequence[dict]) -> str:
@@ -85,18 +124,25 @@ def _minutes(seconds: float | None) -> str:
 
 
 def evaluate_lens(data_dir: str, model_files: Sequence[str], device: str = "auto", batch_size: int = 256,
-                  json_path: str | None = None, plot_path: str | None = None, progress: bool = True) -> list[dict]:
-    """Score one or several models; one table, one JSON (a list when several) and one ROC plot."""
-    results, curves = [], {}
+                  json_path: str | None = None, plot_path: str | None = None, progress: bool = True,
+                  prevalence: float = DEFAULT_PREVALENCE) -> list[dict]:
+    """Score one or several models; one table, one JSON (a list when several), one plot: ROC and reliability."""
+    if not 0 < prevalence < 1:
+        raise BadInputError(f"--prevalence must lie in (0, 1), got {prevalence}")
+    results, curves, reliabilities = [], {}, {}
     for model_file in model_files:
-        res, labels, scores = score_model(data_dir, model_file, device, batch_size, progress)
+        res, labels, scores = score_model(data_dir, model_file, device, batch_size, progress, prevalence)
         report(f"{model_file}: scored {res['n']} images ({res['subset']}) on {res['device']}")
         results.append(res)
         fpr, tpr, _ = roc_curve(labels, scores)
         curves[f"{Path(model_file).name} (AUC {res['auc']:.3f})"] = (fpr, tpr)
+        reliabilities[f"{Path(model_file).name} (ECE {res['reliability']['ece'][0]:.3f})"] = res["reliability"]
     report(_table(results))
+    report(f"at a prevalence of {prevalence:g} (one lens in {1 / prevalence:,.0f} cutouts): "
+           + "; ".join(f"{Path(r['model']).name}: purity {r['search']['purity_at_0.5']:.3f} at p > 0.5, completeness "
+                       f"{r['search']['completeness_at_purity_0.5']:.3f} at purity 0.5" for r in results))
     if json_path:
         write_json_atomic(json_path, results[0] if len(results) == 1 else results)
     if plot_path:
-        plot_roc(plot_path, curves)
+        plot_roc(plot_path, curves, reliabilities)
     return results

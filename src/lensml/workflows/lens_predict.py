@@ -30,7 +30,7 @@ from ..io.atomic import write_json_atomic
 from ..io.tables import format_table
 from ..modelfile import ModelInfo, load_model, model_path
 from ..device import device_name, resolve_device
-from .lens_eval import lens_probabilities
+from .lens_eval import lens_probabilities, temperature
 from ..report import report
 
 
@@ -152,7 +152,8 @@ def predict_lens(input_path: str, model_file: str, out_csv: str | None = None, d
         raise MissingFileError(f"{path}: no such file or folder")
     if path.is_file() and _is_fits(path):
         with torch.inference_mode():
-            p = torch.sigmoid(net(torch.from_numpy(model_input(info, str(path), None)).to(dev))).item()
+            logit = net(torch.from_numpy(model_input(info, str(path), None)).to(dev))
+            p = torch.sigmoid(logit / temperature(info)).item()
         report(f"p_lens = {p:.5f}")
         return np.array([p])
     if path.is_dir() and not is_lens_folder(path):
@@ -203,7 +204,7 @@ def _stream(net, info: ModelInfo, scenes: SceneList, keys: list, labels: dict | 
     for batch_keys, x in loader:
         if isinstance(x, LensmlError):
             raise x
-        p, seconds = lens_probabilities(net, x, dev)
+        p, seconds = lens_probabilities(net, x, dev, temperature(info))
         forward += seconds
         rows = [[k, f"{float(v):.6g}", *([labels[str(k)]] if labels else [])] for k, v in zip(batch_keys, p)]
         if sink is not None:
