@@ -178,6 +178,11 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--shard", help="lens: score only shard K of N of the scenes (independent jobs)")
     predict.set_defaults(run=_run_predict)
 
+    ensemble = sub.add_parser("ensemble", help="combine lens finders into one committee model file")
+    ensemble.add_argument("-m", "--model", required=True, nargs="+", help="two or more lens-finder model files")
+    ensemble.add_argument("-o", "--output", required=True, help="the committee's model file")
+    ensemble.set_defaults(run=_run_ensemble)
+
     features = sub.add_parser("features", help="draw the feature maps of every convolutional layer for one image")
     features.add_argument("-m", "--model", required=True, help="model file")
     features.add_argument("-i", "--input", required=True, help="one image: a galaxy stamp, or one band file of a scene")
@@ -317,6 +322,12 @@ def _run_predict(args: argparse.Namespace) -> None:
     options = given({"device": args.device, "batch_size": args.batch_size, "tta": args.tta, "psf": args.psf,
                      "out_csv": args.output, "workers": args.workers, "shard": args.shard})
     task_for_model(args.model).predict(args.input, args.model, options, progress=not args.quiet)
+
+
+def _run_ensemble(args: argparse.Namespace) -> None:
+    from .workflows.ensemble import make_ensemble
+
+    make_ensemble(args.model, args.output)
 
 
 def _run_features(args: argparse.Namespace) -> None:

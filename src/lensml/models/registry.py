@@ -43,7 +43,7 @@ def register_model(name: str, *, task: str, inputs: tuple[str, ...], norm: str, 
 
 
 def _load_builtin() -> None:
-    from . import lens_finders, shear  # noqa: F401  (registers on import)
+    from . import ensemble, lens_finders, shear  # noqa: F401  (registers on import)
 
 
 def get_spec(name: str) -> ModelSpec:
