@@ -80,7 +80,8 @@ def test_evaluate_scores_pairs_beside_hsm_and_anacal_and_refuses_a_lone_member(t
     assert main(["-q", "simulate", "weak", "--pairs", "-n", "40", "--ring", "4", "-o", str(data), "--seed", "5",
                  "--workers", "1"]) == 0
     out = tmp_path / "scores.json"
-    assert main(["-q", "evaluate", "-i", str(data), "-m", str(trained_model), "--json", str(out), "--anacal"]) == 0
+    assert main(["-q", "evaluate", "-i", str(data), "-m", str(trained_model), "--json", str(out), "--anacal",
+                 "--metacal"]) == 0
     results = json.loads(out.read_text())
     hsm = results["hsm"]["paired"]
     anacal = results["anacal"]["paired"]  # AnaCal's analytic response: m is the g^2 term, a few 1e-4
@@ -88,7 +89,14 @@ def test_evaluate_scores_pairs_beside_hsm_and_anacal_and_refuses_a_lone_member(t
     assert results["paired"]["n_pairs"] == hsm["n_pairs"] == 160 and hsm["n_galaxies"] == 40
     assert abs(hsm["m1"]) < 0.02 and abs(hsm["m2"]) < 0.02 and abs(hsm["c1"]) < 1e-3
     assert 1.5 < hsm["responsivity"] < 2
+    metacal = results["metacal"]  # the network's own response, measured on the counterfactual images
+    assert metacal["paired"]["n_pairs"] == 160 and np.isfinite(metacal["paired"]["m1"])
+    assert np.all(np.isfinite(metacal["response_mean"]))
     assert "paired design" in capsys.readouterr().out
+    csv_path = tmp_path / "mc.csv"
+    assert main(["-q", "predict", "-i", str(data), "-m", str(trained_model), "--metacal", "-o", str(csv_path)]) == 0
+    lines = csv_path.read_text().splitlines()
+    assert lines[0] == "index,galaxy,g1,g2,R11,R12,R21,R22" and len(lines) == 321
     manifest = data / "data.json"
     entries = json.loads(manifest.read_text())
     manifest.write_text(json.dumps(entries[:-1]))

@@ -46,6 +46,8 @@ def _add_evaluate_flags(p: argparse.ArgumentParser) -> None:
     _add_common_model_flags(p, several=True)
     p.add_argument("--hsm", choices=("REGAUSS", "KSB", "BJ", "LINEAR", "none"),
                    help="shear: classical estimator to compare with (default REGAUSS)")
+    p.add_argument("--metacal", action="store_const", const=True, default=None,
+                   help="shear: also the network metacalibrated: its response measured on 4 counterfactual images")
     p.add_argument("--anacal", action="store_const", const=True, default=None,
                    help="shear: also AnaCal on the same stamps (the lensml[baselines] extra)")
     p.add_argument("--prevalence", type=float,
@@ -171,6 +173,8 @@ def build_parser() -> argparse.ArgumentParser:
                          help="data.json, its folder, a lens-finding folder, a list of files, or one FITS/TIFF image")
     _add_common_model_flags(predict)
     predict.add_argument("--psf", help="PSF stamp for a single image, when the model takes one")
+    predict.add_argument("--metacal", action="store_const", const=True, default=None,
+                         help="shear: g1, g2 and the response R11..R22 per stamp, from its metacal images")
     predict.add_argument("-o", "--output", help="write predictions to this CSV (rows are added as batches finish; "
                          "a rerun completes an interrupted file)")
     predict.add_argument("--workers", type=_nonneg_int, default=None,
@@ -305,7 +309,7 @@ def _run_evaluate(args: argparse.Namespace) -> None:
     from .tasks import given, task_for_input
 
     options = given({"device": args.device, "batch_size": args.batch_size, "tta": args.tta, "hsm": args.hsm,
-                     "anacal": args.anacal, "prevalence": args.prevalence, "json_path": args.json,
+                     "anacal": args.anacal, "metacal": args.metacal, "prevalence": args.prevalence, "json_path": args.json,
                      "plot_path": args.plot})
     task_for_input(args.input).evaluate(args.input, args.model, options, progress=not args.quiet)
 
@@ -320,6 +324,7 @@ def _run_predict(args: argparse.Namespace) -> None:
     from .tasks import given, task_for_model
 
     options = given({"device": args.device, "batch_size": args.batch_size, "tta": args.tta, "psf": args.psf,
+                     "metacal": args.metacal,
                      "out_csv": args.output, "workers": args.workers, "shard": args.shard})
     task_for_model(args.model).predict(args.input, args.model, options, progress=not args.quiet)
 

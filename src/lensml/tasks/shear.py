@@ -14,8 +14,8 @@ TRAIN = ("arch", "epochs", "batch_size", "lr", "val_fraction", "seed", "augment"
 class ShearTask(Task):
     what = "shear data (a data.json)"
     train_options = frozenset({*TRAIN, "loss", "targets", "calibrate"})
-    evaluate_options = frozenset({"device", "batch_size", "tta", "hsm", "anacal", "json_path", "plot_path"})
-    predict_options = frozenset({"device", "batch_size", "tta", "psf", "out_csv"})
+    evaluate_options = frozenset({"device", "batch_size", "tta", "hsm", "anacal", "metacal", "json_path", "plot_path"})
+    predict_options = frozenset({"device", "batch_size", "tta", "psf", "out_csv", "metacal"})
 
     def train(self, data: str, model: str, options: Mapping[str, Any], config_file: str | None = None,
               remove: bool = False, progress: bool = True) -> Path:

@@ -52,6 +52,7 @@ def evaluate_shear(
     plot_path: str | None = None,
     progress: bool = True,
     anacal: bool = False,
+    metacal: bool = False,
 ) -> dict[str, Any]:
     """Score a model on a data.json beside HSM (and AnaCal); print the table, write JSON and plot on request."""
     dev = resolve_device(device)
@@ -64,9 +65,10 @@ def evaluate_shear(
         raise BadInputError(f"{manifest.path}: {len(indices)} stamps to score; m and c need at least {MIN_STAMPS}")
     with_psf = all("psf" in manifest.entries[i] for i in indices)
     with_hsm = hsm is not None and with_psf
-    if anacal and not with_psf:
-        raise BadInputError(f"{manifest.path}: AnaCal needs each stamp's PSF image (a 'psf' entry)")
-    raw, keys, x = _stamp_channels(manifest, info, indices, with_hsm or anacal, progress)
+    for wanted, name in ((anacal, "AnaCal"), (metacal, "metacalibration")):
+        if wanted and not with_psf:
+            raise BadInputError(f"{manifest.path}: {name} needs each stamp's PSF image (a 'psf' entry)")
+    raw, keys, x = _stamp_channels(manifest, info, indices, with_hsm or anacal or metacal, progress)
     pred = predict_array(net, info, x, dev, batch_size, tta, progress)
     true = manifest.targets(info.targets, indices)
 
@@ -89,6 +91,11 @@ def evaluate_shear(
             g_ensemble, responsivity = ensemble_shear(measured, hsm)
             results["hsm"]["paired"] = {**paired_shear_bias(g_ensemble, **design), "responsivity": responsivity}
         estimates[f"HSM {hsm}"] = g_hsm
+    if metacal and shear_cols is not None:
+        results["metacal"] = _metacal_results(net, info, manifest, indices, raw[:, keys.index("galaxy")],
+                                              raw[:, keys.index("psf")], true[:, shear_cols], design, dev, batch_size,
+                                              tta, progress)
+        estimates[f"{info.arch} metacal"] = results["metacal"].pop("per_stamp")
     if anacal and shear_cols is not None:
         results["anacal"] = _anacal_results(manifest, indices, raw[:, keys.index("galaxy")],
                                             raw[:, keys.index("psf")], true[:, shear_cols], design, progress)
@@ -104,6 +111,24 @@ def evaluate_shear(
     if plot_path and shear_cols is not None:
         plot_shear_scatter(plot_path, true[:, shear_cols], estimates)
     return results
+
+
+def _metacal_results(net, info: ModelInfo, manifest: Manifest, indices: list[int], galaxies: np.ndarray,
+                     psfs: np.ndarray, true: np.ndarray, design: dict[str, Any] | None, device, batch_size: int,
+                     tta: bool, progress: bool) -> dict[str, Any]:
+    """The network metacalibrated: per-stamp g / <R> against the truth, and the paired m and c with R per stamp."""
+    from ..shear.network_metacal import network_metacal
+
+    sigma = np.array([manifest.entries[i].get("noise_sigma", 0.0) for i in indices], dtype=float)
+    g, r = network_metacal(net, info, galaxies, psfs, device, noise_sigma=sigma if sigma.any() else None,
+                           noise_keys=design["pair"] if design is not None else None, batch_size=batch_size,
+                           tta=tta, progress=progress)
+    mean_r = r.mean(0)
+    out: dict[str, Any] = {"per_stamp": g / np.diag(mean_r), "response_mean": mean_r.tolist(),
+                           **shear_metrics(true, g / np.diag(mean_r))}
+    if design is not None:
+        out["paired"] = paired_shear_bias(g, **design, response=r)
+    return out
 
 
 def _anacal_results(manifest: Manifest, indices: list[int], galaxies: np.ndarray, psfs: np.ndarray,
@@ -141,6 +166,7 @@ def _results_table(results: dict[str, Any], info: ModelInfo) -> str:
     rows = []
     baselines = [(f"HSM {results['hsm']['method']}", results["hsm"])] if "hsm" in results else []
     baselines += [("AnaCal", results["anacal"])] if "anacal" in results else []
+    baselines += [(f"{info.arch} metacal", results["metacal"])] if "metacal" in results else []
     for label, r in [(info.arch, results), *baselines]:
         row = [label, r["n"], r.get("failures", 0)]
         row += [r.get(f"rmse_{t}", float("nan")) for t in SHEAR]
@@ -183,6 +209,9 @@ def _paired_table(results: dict[str, Any], info: ModelInfo) -> str:
     if "paired" in results.get("hsm", {}):
         hsm = results["hsm"]
         rows_in.append((f"HSM {hsm['method']} (responsivity {hsm['paired']['responsivity']:.3f})", hsm["paired"]))
+    if "paired" in results.get("metacal", {}):
+        r = results["metacal"]["response_mean"]
+        rows_in.append((f"{info.arch} metacal (<R> {r[0][0]:.3f}, {r[1][1]:.3f})", results["metacal"]["paired"]))
     if "paired" in results.get("anacal", {}):
         rows_in.append(("AnaCal (analytic response)", results["anacal"]["paired"]))
     for label, r in rows_in:
@@ -201,12 +230,19 @@ def predict_shear(
     batch_size: int = 256,
     tta: bool = True,
     progress: bool = True,
+    metacal: bool = False,
 ) -> np.ndarray:
-    """Predict on a data.json (table beside the truth, summary metrics) or on one image."""
+    """Predict on a data.json (table beside the truth, summary metrics) or on one image.
+
+    With `metacal`, on a data.json: per stamp g1, g2 and the response R11, R12, R21, R22 measured on
+    its counterfactual images (N, 6); the ensemble shear is <g> / <R>.
+    """
     dev = resolve_device(device)
     net, info = load_model(model_file, dev)
     _require_shear(info, model_file)
     path = Path(input_path)
+    if metacal:
+        return _predict_metacal(path, net, info, dev, out_csv, batch_size, tta, progress)
     if path.is_dir() or path.suffix.lower() == ".json":
         return _predict_manifest(path, net, info, dev, out_csv, batch_size, tta, progress)
     x = model_input(info, str(path), psf)
@@ -215,6 +251,35 @@ def predict_shear(
     if out_csv:
         write_csv(out_csv, ["image", *info.targets], [[str(path), *pred[0].tolist()]])
     return pred
+
+
+def _predict_metacal(path, net, info, dev, out_csv, batch_size, tta, progress) -> np.ndarray:
+    from ..shear.network_metacal import network_metacal
+
+    if not (path.is_dir() or path.suffix.lower() == ".json"):
+        raise BadInputError(f"{path}: --metacal predicts on a data.json (each stamp with its PSF)")
+    manifest = read_manifest(path)
+    indices = list(range(len(manifest)))
+    if not all("psf" in e for e in manifest.entries):
+        raise BadInputError(f"{manifest.path}: metacalibration needs each stamp's PSF image (a 'psf' entry)")
+    raw = load_stamps(manifest, ["galaxy", "psf"], "none", shape=info.image_size, progress=progress)
+    sigma = np.array([e.get("noise_sigma", 0.0) for e in manifest.entries], dtype=float)
+    design = paired_design(manifest, indices)
+    g, r = network_metacal(net, info, raw[:, 0], raw[:, 1], dev, noise_sigma=sigma if sigma.any() else None,
+                           noise_keys=design["pair"] if design is not None else None, batch_size=batch_size, tta=tta,
+                           progress=progress)
+    out = np.concatenate([g, r.reshape(-1, 4)], axis=1)
+    header = ["index", "galaxy", "g1", "g2", "R11", "R12", "R21", "R22"]
+    rows = [[i, e["galaxy"], *out[i].tolist()] for i, e in enumerate(manifest.entries)]
+    if out_csv:
+        write_csv(out_csv, header, rows)
+        report(f"wrote {len(rows)} metacalibrated predictions to {out_csv}")
+    else:
+        report(format_table(header, rows))
+    mean_r = r.mean(0)
+    report(f"ensemble shear <g>/<R>: g1 = {g[:, 0].mean() / mean_r[0, 0]:+.5f}, g2 = {g[:, 1].mean() / mean_r[1, 1]:+.5f} "
+           f"(<R11> = {mean_r[0, 0]:.4f}, <R22> = {mean_r[1, 1]:.4f})")
+    return out
 
 
 def _predict_manifest(path, net, info, dev, out_csv, batch_size, tta, progress) -> np.ndarray:

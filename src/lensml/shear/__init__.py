@@ -1,0 +1,1 @@
+"""Shear-measurement calibration tools (metacalibration)."""

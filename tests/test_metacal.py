@@ -1,0 +1,211 @@
+"""Metacalibration images against GalSim, the analytic response of a moment estimator, symmetries, noise."""
+
+from __future__ import annotations
+
+import galsim
+import numpy as np
+import pytest
+import torch
+
+from lensml.shear.metacal import (
+    METACAL_TYPES,
+    gaussian_image,
+    metacal_images,
+    metacal_response,
+    metacal_shears,
+    response_from_estimates,
+)
+
+PIXEL_SCALE_ARCSEC = 0.2
+STAMP_PIXELS = 64
+PSF_PIXELS = 32
+DELTA = 0.01
+
+
+def _psf(g1: float = 0.03, g2: float = -0.02) -> galsim.GSObject:
+    """A slightly elliptical Moffat, truncated so that its whole light fits the PSF stamp."""
+    return galsim.Moffat(beta=3.5, fwhm=0.8, trunc=2.4).shear(g1=g1, g2=g2)
+
+
+def _draw(obj: galsim.GSObject, pixels: int, method: str = "auto") -> np.ndarray:
+    return obj.drawImage(nx=pixels, ny=pixels, scale=PIXEL_SCALE_ARCSEC, method=method).array
+
+
+def _psf_array(psf: galsim.GSObject) -> np.ndarray:
+    array = _draw(psf, PSF_PIXELS)
+    return array / array.sum()
+
+
+def _as_batch(*arrays: np.ndarray) -> torch.Tensor:
+    return torch.tensor(np.stack(arrays), dtype=torch.float64)
+
+
+def _galsim_metacal(image: np.ndarray, psf_image: np.ndarray, sigma_arcsec: float) -> list[np.ndarray]:
+    """ngmix's recipe in GalSim: lanczos15 InterpolatedImages, Deconvolve, shear, Gaussian, no_pixel."""
+    scale = PIXEL_SCALE_ARCSEC
+    galaxy = galsim.InterpolatedImage(galsim.Image(image, scale=scale), x_interpolant="lanczos15")
+    psf = galsim.InterpolatedImage(galsim.Image(psf_image, scale=scale), x_interpolant="lanczos15")
+    deconvolved = galsim.Convolve(galaxy, galsim.Deconvolve(psf))
+    reconv = galsim.Gaussian(sigma=sigma_arcsec)
+    out = []
+    for g1, g2 in metacal_shears(DELTA):
+        sheared = deconvolved.shear(g1=g1, g2=g2) if (g1 or g2) else deconvolved
+        out.append(_draw(galsim.Convolve(sheared, reconv), image.shape[0], method="no_pixel"))
+    return out
+
+
+@pytest.fixture(scope="module")
+def sersic_case():
+    """A sheared Sersic galaxy, off centre by a fraction of a pixel, through the elliptical Moffat."""
+    psf = _psf()
+    galaxy = galsim.Sersic(n=1.5, half_light_radius=0.5).shear(g1=0.2, g2=0.1).shift(0.03, -0.05)
+    return _draw(galsim.Convolve(galaxy, psf), STAMP_PIXELS), _psf_array(psf)
+
+
+def test_counterfactual_images_match_galsim(sersic_case):
+    image, psf_image = sersic_case
+    result = metacal_images(_as_batch(image), _as_batch(psf_image), DELTA)
+    sigma_arcsec = float(result.reconv_sigma_pixels[0]) * PIXEL_SCALE_ARCSEC
+    references = _galsim_metacal(image, psf_image, sigma_arcsec)
+    assert result.images.shape == (1, len(METACAL_TYPES), STAMP_PIXELS, STAMP_PIXELS)
+    for k, (name, reference) in enumerate(zip(METACAL_TYPES, references)):
+        peak = reference.max()
+        diff = np.abs(result.images[0, k].numpy() - reference).max() / peak
+        assert diff < 1e-4, f"{name}: max |diff| / peak = {diff:.2e}"
+        if k:  # the shear itself is ~30x the tolerance, so a wrong sign or axis cannot pass
+            assert np.abs(reference - references[0]).max() / peak > 2e-3
+    gamma = _draw(galsim.Gaussian(sigma=sigma_arcsec), STAMP_PIXELS, method="no_pixel")
+    np.testing.assert_allclose(result.reconv_psf[0].numpy(), gamma, atol=1e-10)
+
+
+def _unweighted_distortion(images: torch.Tensor) -> torch.Tensor:
+    """(Q11 - Q22, 2 Q12) / (Q11 + Q22) of unweighted moments about the centroid; (N, 2)."""
+    images = images.to(torch.float64)
+    y = torch.arange(images.shape[-2], dtype=images.dtype)[:, None]
+    x = torch.arange(images.shape[-1], dtype=images.dtype)[None, :]
+    flux = images.sum(dim=(-2, -1))
+    dx = x - ((images * x).sum(dim=(-2, -1)) / flux)[:, None, None]
+    dy = y - ((images * y).sum(dim=(-2, -1)) / flux)[:, None, None]
+    q11, q22, q12 = ((images * m).sum(dim=(-2, -1)) / flux for m in (dx * dx, dy * dy, dx * dy))
+    return torch.stack([(q11 - q22) / (q11 + q22), 2 * q12 / (q11 + q22)], dim=-1)
+
+
+def test_response_of_unweighted_moments_is_analytic():
+    """Round Gaussian of T_g = 2 sigma_g^2, sheared by g and convolved with the round Gaussian Gamma
+    (T_r = 2 sigma_r^2) has covariance (T_g / 2) S^2 + (T_r / 2) I, so its distortion is
+    e1 = 2 g T_g / (T_g (1 + g^2) + T_r (1 - g^2)); e1 is odd in g, so the finite-difference
+    response is exactly e1(delta) / delta.  The elliptical PSF must leave no trace (round Gamma)."""
+    psf = _psf(g1=0.05, g2=-0.03)
+    psf_image = _psf_array(psf)
+    sigmas_arcsec = (0.3, 0.6)
+    stamps = [_draw(galsim.Convolve(galsim.Gaussian(sigma=s), psf), STAMP_PIXELS) for s in sigmas_arcsec]
+    result = metacal_images(_as_batch(*stamps), _as_batch(psf_image, psf_image), DELTA)
+    g, response = metacal_response(_unweighted_distortion, result.images, DELTA)
+    t_g = 2.0 * (torch.tensor(sigmas_arcsec, dtype=torch.float64) / PIXEL_SCALE_ARCSEC) ** 2
+    t_r = 2.0 * result.reconv_sigma_pixels**2
+    expected = 2.0 * t_g / (t_g * (1 + DELTA**2) + t_r * (1 - DELTA**2))
+    for i in range(2):
+        torch.testing.assert_close(response[:, i, i], expected, rtol=1e-3, atol=0.0)
+    assert response[:, 0, 1].abs().max() < 1e-4 and response[:, 1, 0].abs().max() < 1e-4
+    assert g.abs().max() < 1e-4
+
+
+def test_response_from_estimates_is_a_central_difference():
+    estimates = torch.zeros(2, 5, 2, dtype=torch.float64)
+    estimates[:, 0] = torch.tensor([0.1, -0.2])
+    estimates[:, 1:3, 0] = torch.tensor([0.012, -0.008])  # g1 at 1p, 1m
+    estimates[:, 3:5, 0] = torch.tensor([0.003, 0.001])  # g1 at 2p, 2m
+    estimates[:, 3:5, 1] = torch.tensor([0.01, -0.01])  # g2 at 2p, 2m
+    g, response = response_from_estimates(estimates, DELTA)
+    torch.testing.assert_close(g, torch.tensor([[0.1, -0.2]] * 2, dtype=torch.float64))
+    expected = torch.tensor([[1.0, 0.1], [0.0, 1.0]], dtype=torch.float64).expand(2, 2, 2)
+    torch.testing.assert_close(response, expected)
+
+
+@pytest.fixture(scope="module")
+def mixed_batch():
+    """Three different galaxies with three different PSFs, one of them round."""
+    psfs = [_psf(0.03, -0.02), _psf(0.0, 0.0), _psf(-0.04, 0.05)]
+    galaxies = [
+        galsim.Exponential(half_light_radius=0.4).shear(g1=0.1, g2=-0.3).shift(0.07, 0.02),
+        galsim.Sersic(n=2.5, half_light_radius=0.7).shear(g1=-0.2, g2=0.05),
+        galsim.Gaussian(sigma=0.3).shift(-0.04, 0.09),
+    ]
+    images = _as_batch(*(_draw(galsim.Convolve(g, p), STAMP_PIXELS) for g, p in zip(galaxies, psfs)))
+    return images, _as_batch(*(_psf_array(p) for p in psfs))
+
+
+def test_batch_equals_single_stamps(mixed_batch):
+    images, psfs = mixed_batch
+    batched = metacal_images(images, psfs, DELTA)
+    for i in range(len(images)):
+        single = metacal_images(images[i : i + 1], psfs[i : i + 1], DELTA)
+        torch.testing.assert_close(batched.images[i : i + 1], single.images, rtol=0, atol=1e-12)
+        torch.testing.assert_close(batched.reconv_sigma_pixels[i : i + 1], single.reconv_sigma_pixels)
+
+
+def test_rotating_the_input_by_90_degrees_flips_the_shears(mixed_batch):
+    """Shear is spin-2: a 90-degree rotation maps (g1, g2) to (-g1, -g2), so 1p <-> 1m and 2p <-> 2m."""
+    images, psfs = mixed_batch
+    base = metacal_images(images, psfs, DELTA).images
+    rotated = metacal_images(torch.rot90(images, 1, (-2, -1)), torch.rot90(psfs, 1, (-2, -1)), DELTA).images
+    swap = [0, 2, 1, 4, 3]
+    expected = torch.rot90(base[:, swap], 1, (-2, -1))
+    peak = base.abs().amax()
+    assert (rotated - expected).abs().max() / peak < 1e-6
+
+
+def _correlation_e1(images: torch.Tensor) -> torch.Tensor:
+    """e1 of the noise autocorrelation: sum (kx^2 - ky^2) |F|^2 / sum k^2 |F|^2 per image.
+
+    A linear statistic of zero-mean noise averages to zero whatever the shear, so the spurious
+    shear response of noise shows up in quadratic ones like this (what biases noisy shapes)."""
+    power = torch.fft.rfft2(images).abs() ** 2
+    ky = torch.fft.fftfreq(images.shape[-2], dtype=images.dtype)[:, None]
+    kx = torch.fft.rfftfreq(images.shape[-1], dtype=images.dtype)[None, :]
+    return (power * (kx**2 - ky**2)).sum(dim=(-2, -1)) / (power * (kx**2 + ky**2)).sum(dim=(-2, -1))
+
+
+def test_rotated_noise_cancels_the_noise_shear_response():
+    """Pure noise: sheared noise is anisotropic in step with the shear, unless the rotated-noise
+    correction adds the opposite anisotropy."""
+    n_stamps, pixels, sigma = 64, 32, 1.0  # small stamps keep it cheap; many keep it significant
+    psfs = _as_batch(*[_psf_array(_psf(0.06, -0.04))] * n_stamps)
+    noise = torch.randn(n_stamps, pixels, pixels, dtype=torch.float64, generator=torch.Generator().manual_seed(11))
+    plain = metacal_images(noise, psfs, DELTA).images
+    fixed = metacal_images(noise, psfs, DELTA, noise_sigma=sigma, generator=torch.Generator().manual_seed(12)).images
+
+    def z_score(images_5):
+        diff = _correlation_e1(images_5[:, 1]) - _correlation_e1(images_5[:, 2])
+        return diff.mean() / (diff.std() / n_stamps**0.5), diff.mean()
+
+    z_plain, mean_plain = z_score(plain)
+    z_fixed, mean_fixed = z_score(fixed)
+    assert z_plain.abs() > 10
+    assert z_fixed.abs() < 4 and mean_fixed.abs() < 0.1 * mean_plain.abs()
+    variance_ratio = fixed[:, 0].var() / plain[:, 0].var()
+    assert 1.8 < variance_ratio < 2.2  # the correction doubles the noise variance
+
+
+def test_noise_sigma_with_generator_equals_the_same_noise_image(mixed_batch):
+    images, psfs = mixed_batch
+    drawn = torch.randn(images.shape, dtype=images.dtype, generator=torch.Generator().manual_seed(5)) * 0.01
+    from_image = metacal_images(images, psfs, DELTA, noise=drawn).images
+    generator = torch.Generator().manual_seed(5)
+    from_sigma = metacal_images(images, psfs, DELTA, noise_sigma=0.01, generator=generator).images
+    torch.testing.assert_close(from_image, from_sigma, rtol=0, atol=1e-14)
+
+
+def test_float32_input_comes_back_float32_and_gaussian_image_has_unit_sum(sersic_case):
+    image, psf_image = sersic_case
+    result = metacal_images(_as_batch(image).float(), _as_batch(psf_image).float(), DELTA)
+    assert result.images.dtype == torch.float32 and result.reconv_psf.dtype == torch.float32
+    total = gaussian_image(torch.tensor([2.0], dtype=torch.float64), (STAMP_PIXELS, STAMP_PIXELS)).sum()
+    assert abs(float(total) - 1.0) < 1e-10
+
+
+def test_bad_shapes_are_refused():
+    with pytest.raises(ValueError, match="same B"):
+        metacal_images(torch.zeros(2, 8, 8), torch.zeros(1, 5, 5))
+    with pytest.raises(ValueError, match="noise must have"):
+        metacal_images(torch.zeros(1, 8, 8), torch.ones(1, 5, 5) / 25, noise=torch.zeros(1, 8, 9))
