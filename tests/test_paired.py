@@ -24,6 +24,7 @@ def test_paired_bias_equals_a_hand_calculation():
     assert out["c1"] == pytest.approx((0.0210 - 0.0190 + 0.0030 + 0.0010) / 4)
     assert out["c2"] == pytest.approx((0.0010 + 0.0012 + 0.0195 - 0.0215) / 4)
     assert (out["n_pairs"], out["n_galaxies"]) == (2, 2)
+    assert out["sigma_g1"] == pytest.approx(np.std(g[:, 0]))
     # with responses: the sum of R divides
     response = np.tile(np.diag([0.5, 0.25]), (4, 1, 1))
     scaled = paired_shear_bias(g * [0.5, 0.25], sign, component, pair, base, 0.02, response=response, n_boot=50)

@@ -81,7 +81,8 @@ def paired_shear_bias(
 
     Returns
     -------
-    dict with n_pairs, n_galaxies, m1, m1_err, m2, m2_err, c1, c1_err, c2, c2_err.
+    dict with n_pairs, n_galaxies, m1, m1_err, m2, m2_err, c1, c1_err, c2, c2_err, and sigma_g1,
+    sigma_g2: the noise per galaxy, std(g_hat) / <R> over the stamps.
     """
     g_hat = np.asarray(g_hat, float)
     sign, component, pair, base = (np.asarray(a) for a in (sign, component, pair, base))
@@ -127,6 +128,9 @@ def paired_shear_bias(
         warnings.simplefilter("ignore", RuntimeWarning)
         errors = np.nanstd(boot, axis=0, ddof=1)
     out: dict[str, float] = {"n_pairs": int(complete.sum()), "n_galaxies": int(len(units))}
+    # noise per galaxy, as the field quotes it: the scatter of one galaxy's shear estimate g / <R>
+    for k in range(2):
+        out[f"sigma_g{k + 1}"] = float(np.std(g_hat[keep, k]) / np.mean(r[:, k]))
     for k, name in enumerate(("m1", "m2", "c1", "c2")):
         out[name], out[f"{name}_err"] = float(central[k]), float(errors[k])
     return out

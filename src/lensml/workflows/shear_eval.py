@@ -216,9 +216,10 @@ def _paired_table(results: dict[str, Any], info: ModelInfo) -> str:
         rows_in.append(("AnaCal (analytic response)", results["anacal"]["paired"]))
     for label, r in rows_in:
         rows.append([label, r["n_pairs"], r["n_galaxies"],
-                     *(f"{r[k]:+.5f} ± {r[k + '_err']:.5f}" for k in ("m1", "m2", "c1", "c2"))])
+                     *(f"{r[k]:+.5f} ± {r[k + '_err']:.5f}" for k in ("m1", "m2", "c1", "c2")),
+                     f"{r['sigma_g1']:.3f}, {r['sigma_g2']:.3f}"])
     return "paired design (bootstrap errors over galaxies):\n" + format_table(
-        ["estimator", "pairs", "galaxies", "m1", "m2", "c1", "c2"], rows)
+        ["estimator", "pairs", "galaxies", "m1", "m2", "c1", "c2", "noise per galaxy"], rows)
 
 
 def predict_shear(
