@@ -27,8 +27,8 @@ def test_an_ensemble_averages_its_members_and_holds_out_what_any_trained_on(tmp_
     scores = {m.name: lensml.evaluate(data, m)["n"] for m in (*members, ens)}
     assert scores["ens.safetensors"] < min(scores["m0.safetensors"], scores["m1.safetensors"])
     assert main(["-q", "features", "-m", str(ens), "-i", str(next((test / "Public" / "Band1").glob("*.fits"))),
-                 "-o", str(tmp_path / "maps")]) == 0
-    assert len(list((tmp_path / "maps").glob("*.png"))) == 3 + 2  # every member's convolutions
+                 "-o", str(tmp_path / "maps"), "--saliency"]) == 0
+    assert len(list((tmp_path / "maps").glob("*.png"))) == 3 + 2 + 1  # every member's convolutions, the saliency
     capsys.readouterr()
     assert main(["-q", "ensemble", "-m", str(members[0]), "-o", str(tmp_path / "one")]) == 2
     assert "at least two" in capsys.readouterr().err
@@ -36,3 +36,18 @@ def test_an_ensemble_averages_its_members_and_holds_out_what_any_trained_on(tmp_
     ground_model = lensml.train(other.parent, tmp_path / "g", arch="lens_flow", epochs=1, batch_size=8)
     assert main(["-q", "ensemble", "-m", str(members[0]), str(ground_model), "-o", str(tmp_path / "mixed")]) == 2
     assert "bands 4 differs" in capsys.readouterr().err
+
+
+def test_saliency_of_a_linear_model_is_its_weights(tmp_path):
+    """For logit = w . x, d logit / d x = w: the saliency map is |w| pixel by pixel."""
+    import torch
+
+    from lensml.features import input_saliency, save_saliency
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(2 * 8 * 8, 1))
+    x = torch.randn(1, 2, 8, 8)
+    saliency = input_saliency(net, x)
+    np.testing.assert_allclose(saliency, net[1].weight.detach().abs().reshape(2, 8, 8).numpy(), rtol=1e-6)
+    out = save_saliency(x[0].numpy(), saliency, tmp_path / "s.png", "linear")
+    assert out.read_bytes()[:4] == b"\x89PNG"

@@ -193,6 +193,8 @@ def build_parser() -> argparse.ArgumentParser:
     features.add_argument("--psf", help="PSF stamp, for shear models that take one")
     features.add_argument("-o", "--output", required=True, help="folder for one PNG per layer")
     features.add_argument("--max-maps", type=_positive_int, default=64, help="channels drawn per layer")
+    features.add_argument("--saliency", action="store_true",
+                          help="also saliency.png: |d output / d pixel| per band (input gradients)")
     features.set_defaults(run=_run_features)
 
     preview = sub.add_parser("preview", help="draw a grid of lenses and non-lenses from a lens-finding folder")
@@ -338,7 +340,7 @@ def _run_ensemble(args: argparse.Namespace) -> None:
 def _run_features(args: argparse.Namespace) -> None:
     from .workflows.feature_maps import draw_features
 
-    draw_features(args.model, args.input, args.output, psf=args.psf, max_maps=args.max_maps)
+    draw_features(args.model, args.input, args.output, psf=args.psf, max_maps=args.max_maps, saliency=args.saliency)
 
 
 def _run_models(args: argparse.Namespace) -> None:

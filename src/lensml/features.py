@@ -63,3 +63,40 @@ def save_feature_grids(maps: dict[str, np.ndarray], out_dir: str | os.PathLike, 
         plt.close(fig)
         written.append(path)
     return written
+
+
+def input_saliency(model: nn.Module, x: torch.Tensor, output: int = 0) -> np.ndarray:
+    """|d output / d input| per pixel of one input (1, C, H, W): which pixels move the answer (Simonyan et al. 2014).
+
+    For a lens finder the output is the logit; returns (C, H, W).
+    """
+    model.eval()
+    x = x.detach().clone().float().requires_grad_(True)
+    with torch.enable_grad():
+        model(x)[0, output].backward()
+    return x.grad[0].abs().cpu().numpy()
+
+
+def save_saliency(image: np.ndarray, saliency: np.ndarray, path: str | os.PathLike, title: str) -> Path:
+    """One PNG: each band of the (normalised) input beside its saliency map."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    bands = image.shape[0]
+    fig, axes = plt.subplots(2, bands, figsize=(max(2.6 * bands, 4.5), 5.4), squeeze=False)
+    for b in range(bands):
+        axes[0, b].imshow(image[b], cmap="gray", origin="lower", interpolation="nearest")
+        axes[1, b].imshow(saliency[b], cmap="inferno", origin="lower", interpolation="nearest")
+        axes[0, b].set_title(f"band {b + 1}", fontsize=8)
+        for ax in axes[:, b]:
+            ax.axis("off")
+    axes[1, 0].set_title("|d logit / d pixel|", fontsize=8)
+    fig.suptitle(title, fontsize=8)
+    fig.tight_layout()
+    out = Path(path)
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, dpi=90)
+    plt.close(fig)
+    return out
