@@ -189,12 +189,6 @@ def anacal_kernel_arcsec(psf: np.ndarray, pixel_scale: float) -> float:
     return float(KERNEL_PER_PSF_FWHM * fwhm_arcsec)
 
 
-def ensemble_shear(e: np.ndarray, r: np.ndarray) -> np.ndarray:
-    """The ensemble shear (g1, g2) = sum(e) / sum(R) over the rows where both are finite."""
-    ok = np.isfinite(e).all(1) & np.isfinite(r).all(1)
-    return e[ok].sum(0) / r[ok].sum(0)
-
-
 def response_matrix(r: np.ndarray) -> np.ndarray:
     """(N, 2) diagonal responses as the (N, 2, 2) matrices `paired_shear_bias(response=...)` takes."""
     out = np.zeros((len(r), 2, 2))

@@ -27,7 +27,7 @@ from typing import Iterable
 import numpy as np
 
 from ..errors import BadInputError, MissingFileError
-from ..surveys import Band, folder_survey, get_survey, survey_names
+from ..surveys import Band, Survey, folder_survey, get_survey, survey_names
 from .fits import read_fits_image
 
 CHALLENGE_MASK_VALUE = 100.0  # the challenge's ground pixels flagged as bad carry exactly this value
@@ -129,10 +129,21 @@ def read_scene(root: str | os.PathLike, survey: str, image_id: int,
     return stack_bands([band_path(root, survey, b, image_id) for b in range(n_bands)], shape)
 
 
+def _band_matches(path: Path) -> list[tuple[Survey, Band, int]]:
+    """(survey, band, ID) of every registered survey band whose file name this is."""
+    matches = []
+    for name in survey_names():
+        survey = get_survey(name)
+        for band in survey.bands:
+            image_id = band.match_id(path.name)
+            if image_id is not None:
+                matches.append((survey, band, image_id))
+    return matches
+
+
 def is_band_file(path: str | os.PathLike) -> bool:
     """Whether a file's name is a band file of a registered survey."""
-    name = Path(path).name
-    return any(b.match_id(name) is not None for s in survey_names() for b in get_survey(s).bands)
+    return bool(_band_matches(Path(path)))
 
 
 def read_scene_files(path: str | os.PathLike, n_bands: int | None = None,
@@ -145,13 +156,7 @@ def read_scene_files(path: str | os.PathLike, n_bands: int | None = None,
     many bands is preferred when the name fits several.
     """
     path = Path(path)
-    matches = []
-    for name in survey_names():
-        survey = get_survey(name)
-        for band in survey.bands:
-            image_id = band.match_id(path.name)
-            if image_id is not None:
-                matches.append((survey, band, image_id))
+    matches = _band_matches(path)
     if matches:
         fitting = [m for m in matches if n_bands in (None, m[0].n_bands)]
         if not fitting:

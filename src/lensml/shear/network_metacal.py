@@ -14,7 +14,7 @@ from tqdm import tqdm
 from ..data.transforms import normalise
 from ..inference import predict_array
 from ..modelfile import ModelInfo
-from .metacal import DEFAULT_DELTA, METACAL_TYPES, metacal_images, response_from_estimates
+from .metacal import DEFAULT_DELTA, metacal_images, response_from_estimates
 
 CHUNK = 256  # stamps per metacal call
 
@@ -51,5 +51,3 @@ def network_metacal(net: torch.nn.Module, info: ModelInfo, galaxies: np.ndarray,
         g_out[start:stop], r_out[start:stop] = g.numpy(), r.numpy()
     return g_out, r_out
 
-
-__all__ = ["METACAL_TYPES", "network_metacal"]

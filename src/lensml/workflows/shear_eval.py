@@ -117,12 +117,7 @@ def _metacal_results(net, info: ModelInfo, manifest: Manifest, indices: list[int
                      psfs: np.ndarray, true: np.ndarray, design: dict[str, Any] | None, device, batch_size: int,
                      tta: bool, progress: bool) -> dict[str, Any]:
     """The network metacalibrated: per-stamp g / <R> against the truth, and the paired m and c with R per stamp."""
-    from ..shear.network_metacal import network_metacal
-
-    sigma = np.array([manifest.entries[i].get("noise_sigma", 0.0) for i in indices], dtype=float)
-    g, r = network_metacal(net, info, galaxies, psfs, device, noise_sigma=sigma if sigma.any() else None,
-                           noise_keys=design["pair"] if design is not None else None, batch_size=batch_size,
-                           tta=tta, progress=progress)
+    g, r = _network_metacal(net, info, manifest, indices, galaxies, psfs, design, device, batch_size, tta, progress)
     mean_r = r.mean(0)
     out: dict[str, Any] = {"per_stamp": g / np.diag(mean_r), "response_mean": mean_r.tolist(),
                            **shear_metrics(true, g / np.diag(mean_r))}
@@ -131,14 +126,31 @@ def _metacal_results(net, info: ModelInfo, manifest: Manifest, indices: list[int
     return out
 
 
+def _noise_sigmas(manifest: Manifest, indices: list[int]) -> np.ndarray:
+    """Each stamp's recorded pixel noise (`noise_sigma`, written for paired sets), 0 where none is recorded."""
+    return np.array([manifest.entries[i].get("noise_sigma", 0.0) for i in indices], dtype=float)
+
+
+def _network_metacal(net, info: ModelInfo, manifest: Manifest, indices: list[int], galaxies: np.ndarray,
+                     psfs: np.ndarray, design: dict[str, Any] | None, device, batch_size: int, tta: bool,
+                     progress: bool) -> tuple[np.ndarray, np.ndarray]:
+    """g and R of the network on the stamps' metacal images, noise-corrected where noise is recorded,
+    with one correction noise per pair of a paired design."""
+    from ..shear.network_metacal import network_metacal
+
+    sigma = _noise_sigmas(manifest, indices)
+    return network_metacal(net, info, galaxies, psfs, device, noise_sigma=sigma if sigma.any() else None,
+                           noise_keys=design["pair"] if design is not None else None, batch_size=batch_size,
+                           tta=tta, progress=progress)
+
+
 def _anacal_results(manifest: Manifest, indices: list[int], galaxies: np.ndarray, psfs: np.ndarray,
                     true: np.ndarray, design: dict[str, Any] | None, progress: bool) -> dict[str, Any]:
     """AnaCal on the same stamps: per-stamp e / <R> against the truth, and the paired m and c with R per stamp."""
     from ..baselines.anacal import anacal_kernel_arcsec, anacal_shear, response_matrix
     from ..io.fits import read_fits_header_value
 
-    entries = [manifest.entries[i] for i in indices]
-    sigma = np.array([e.get("noise_sigma", 0.0) for e in entries], dtype=float)
+    sigma = _noise_sigmas(manifest, indices)
     scale = read_fits_header_value(manifest.image_path(indices[0], "galaxy"), "PIXSCALE", 1.0)
     seeds = design["pair"] if design is not None else None
     e, r = anacal_shear(galaxies, psfs, scale, sigma, noise_seeds=seeds, progress=progress,
@@ -255,8 +267,6 @@ def predict_shear(
 
 
 def _predict_metacal(path, net, info, dev, out_csv, batch_size, tta, progress) -> np.ndarray:
-    from ..shear.network_metacal import network_metacal
-
     if not (path.is_dir() or path.suffix.lower() == ".json"):
         raise BadInputError(f"{path}: --metacal predicts on a data.json (each stamp with its PSF)")
     manifest = read_manifest(path)
@@ -264,11 +274,8 @@ def _predict_metacal(path, net, info, dev, out_csv, batch_size, tta, progress) -
     if not all("psf" in e for e in manifest.entries):
         raise BadInputError(f"{manifest.path}: metacalibration needs each stamp's PSF image (a 'psf' entry)")
     raw = load_stamps(manifest, ["galaxy", "psf"], "none", shape=info.image_size, progress=progress)
-    sigma = np.array([e.get("noise_sigma", 0.0) for e in manifest.entries], dtype=float)
     design = paired_design(manifest, indices)
-    g, r = network_metacal(net, info, raw[:, 0], raw[:, 1], dev, noise_sigma=sigma if sigma.any() else None,
-                           noise_keys=design["pair"] if design is not None else None, batch_size=batch_size, tta=tta,
-                           progress=progress)
+    g, r = _network_metacal(net, info, manifest, indices, raw[:, 0], raw[:, 1], design, dev, batch_size, tta, progress)
     out = np.concatenate([g, r.reshape(-1, 4)], axis=1)
     header = ["index", "galaxy", "g1", "g2", "R11", "R12", "R21", "R22"]
     rows = [[i, e["galaxy"], *out[i].tolist()] for i, e in enumerate(manifest.entries)]
