@@ -14,6 +14,7 @@ from lensml.shear.metacal import (
     metacal_response,
     metacal_shears,
     response_from_estimates,
+    weighted_centroid,
 )
 
 PIXEL_SCALE_ARCSEC = 0.2
@@ -64,7 +65,7 @@ def sersic_case():
 
 def test_counterfactual_images_match_galsim(sersic_case):
     image, psf_image = sersic_case
-    result = metacal_images(_as_batch(image), _as_batch(psf_image), DELTA)
+    result = metacal_images(_as_batch(image), _as_batch(psf_image), DELTA, shear_centre="stamp")
     sigma_arcsec = float(result.reconv_sigma_pixels[0]) * PIXEL_SCALE_ARCSEC
     references = _galsim_metacal(image, psf_image, sigma_arcsec)
     assert result.images.shape == (1, len(METACAL_TYPES), STAMP_PIXELS, STAMP_PIXELS)
@@ -76,6 +77,87 @@ def test_counterfactual_images_match_galsim(sersic_case):
             assert np.abs(reference - references[0]).max() / peak > 2e-3
     gamma = _draw(galsim.Gaussian(sigma=sigma_arcsec), STAMP_PIXELS, method="no_pixel")
     np.testing.assert_allclose(result.reconv_psf[0].numpy(), gamma, atol=1e-10)
+
+
+OFFSET_PIXELS = (0.37, -0.21)
+
+
+def test_recentred_counterfactuals_are_the_galaxy_sheared_about_its_own_centre():
+    """An off-centre elliptical galaxy: the recentred 1p..2m images are the galaxy, centred, sheared
+    by +-delta and convolved with Gamma, drawn by GalSim from the true profile (not from the image)."""
+    psf = _psf()
+    galaxy = galsim.Sersic(n=1.2, half_light_radius=0.4).shear(g1=0.15, g2=-0.1)
+    shift = tuple(o * PIXEL_SCALE_ARCSEC for o in OFFSET_PIXELS)
+    image = _draw(galsim.Convolve(galaxy.shift(*shift), psf), STAMP_PIXELS)
+    result = metacal_images(_as_batch(image), _as_batch(_psf_array(psf)), DELTA, recentre=True)
+    np.testing.assert_allclose(result.centre_pixels[0].numpy(), OFFSET_PIXELS, atol=1e-5)
+    reconv = galsim.Gaussian(sigma=float(result.reconv_sigma_pixels[0]) * PIXEL_SCALE_ARCSEC)
+    for k, (g1, g2) in enumerate(metacal_shears(DELTA)):
+        sheared = galaxy.shear(g1=g1, g2=g2) if (g1 or g2) else galaxy
+        reference = _draw(galsim.Convolve(sheared, reconv), STAMP_PIXELS, method="no_pixel")
+        diff = np.abs(result.images[0, k].numpy() - reference).max() / reference.max()
+        assert diff < 1e-4, f"{METACAL_TYPES[k]}: max |diff| / peak = {diff:.2e}"
+
+
+def test_in_place_counterfactuals_shear_about_the_centroid():
+    """Without recentring, the galaxy stays where it was and is sheared about its own centre."""
+    psf = _psf()
+    galaxy = galsim.Exponential(half_light_radius=0.35).shear(g1=-0.2, g2=0.05)
+    shift = galsim.PositionD(*(o * PIXEL_SCALE_ARCSEC for o in OFFSET_PIXELS))
+    image = _draw(galsim.Convolve(galaxy.shift(shift), psf), STAMP_PIXELS)
+    result = metacal_images(_as_batch(image), _as_batch(_psf_array(psf)), DELTA)
+    reconv = galsim.Gaussian(sigma=float(result.reconv_sigma_pixels[0]) * PIXEL_SCALE_ARCSEC)
+    for k, (g1, g2) in enumerate(metacal_shears(DELTA)):
+        sheared = (galaxy.shear(g1=g1, g2=g2) if (g1 or g2) else galaxy).shift(shift)
+        reference = _draw(galsim.Convolve(sheared, reconv), STAMP_PIXELS, method="no_pixel")
+        assert np.abs(result.images[0, k].numpy() - reference).max() / reference.max() < 1e-4
+
+
+def test_weighted_centroid_finds_the_centre_of_symmetric_profiles():
+    offsets = [(0.0, 0.0), (0.5, -0.5), (-1.3, 0.8)]
+    stamps = [_draw(galsim.Convolve(galsim.Sersic(n=2.0, half_light_radius=0.5).shear(g1=0.3, g2=0.2)
+                                    .shift(dx * PIXEL_SCALE_ARCSEC, dy * PIXEL_SCALE_ARCSEC), _psf()), STAMP_PIXELS)
+              for dx, dy in offsets]
+    np.testing.assert_allclose(weighted_centroid(_as_batch(*stamps), 3.0).numpy(), offsets, atol=3e-5)
+
+
+def _fixed_weight_e(images: torch.Tensor, sigma_pixels: float = 2.5) -> torch.Tensor:
+    """Distortion of Gaussian-weighted moments about the stamp's centre: not translation invariant,
+    like a network's output."""
+    c = torch.arange(images.shape[-1], dtype=images.dtype) - (images.shape[-1] - 1) / 2
+    y, x = c[:, None], c[None, :]
+    weighted = images * torch.exp(-0.5 * (x * x + y * y) / sigma_pixels**2)
+    q11, q22, q12 = ((weighted * m).sum((-2, -1)) for m in (x * x, y * y, x * y))
+    return torch.stack([(q11 - q22) / (q11 + q22), 2 * q12 / (q11 + q22)], -1)
+
+
+def test_shearing_about_the_centroid_removes_the_offset_response():
+    """+-G pairs of off-centre galaxies (a ring of 2): an estimator that is not translation invariant,
+    metacalibrated about the stamp's centre, counts the galaxy's motion as response (m of -2% here);
+    about the centroid, m is the O(G^2) term alone."""
+    shear, psf = 0.02, _psf(0.0, 0.0)
+    rng = np.random.default_rng(4)
+    stamps, signed = [], []
+    for _ in range(12):
+        e1, e2 = rng.normal(0, 0.2, 2)
+        dx, dy = rng.uniform(-1.0, 1.0, 2) * PIXEL_SCALE_ARCSEC
+        for angle in (0.0, 90.0):
+            base = galsim.Exponential(half_light_radius=rng.uniform(0.3, 0.6) if angle == 0 else hlr)
+            hlr = base.half_light_radius
+            base = base.shear(g1=e1, g2=e2).rotate(angle * galsim.degrees)
+            for sign in (1, -1):
+                stamps.append(_draw(galsim.Convolve(base.shear(g1=sign * shear).shift(dx, dy), psf), STAMP_PIXELS))
+                signed.append(sign)
+    images, psfs = _as_batch(*stamps), _as_batch(*[_psf_array(psf)] * len(stamps))
+    sign = torch.tensor(signed, dtype=torch.float64)
+
+    def m1(**kwargs) -> float:
+        g, response = metacal_response(_fixed_weight_e, metacal_images(images, psfs, DELTA, **kwargs).images, DELTA)
+        return float((g[:, 0] * sign).sum() / response[:, 0, 0].sum() / shear - 1.0)
+
+    assert m1(shear_centre="stamp") < -0.01
+    assert abs(m1(shear_centre="centroid")) < 1e-3
+    assert abs(m1(shear_centre="centroid", recentre=True)) < 1e-3
 
 
 def _unweighted_distortion(images: torch.Tensor) -> torch.Tensor:

@@ -65,10 +65,11 @@ _ADMOM_ITERATIONS = 40  # converged to ~1e-9 relative for Moffat and Gaussian PS
 class MetacalImages:
     """Counterfactual images (B, 5, H, W) in METACAL_TYPES order, with the PSF they share."""
 
-    images: Tensor
+    images: Tensor  # (B, len(types), H, W)
     reconv_psf: Tensor  # (B, H, W): Gamma point-sampled about the stamp's true centre, sum ~ 1
     reconv_sigma_pixels: Tensor  # (B,)
     delta: float
+    centre_pixels: Tensor  # (B, 2): (x, y) from the true centre that each stamp was sheared about
 
 
 def metacal_shears(delta: float) -> list[tuple[float, float]]:
@@ -225,17 +226,24 @@ def _band_bins(sigma_min: float, threshold: float, delta: float, n: int) -> int:
 
 
 def _counterfactuals(
-    images: Tensor, psf_images: Tensor, sigma_pixels: Tensor, delta: float, pad_factor: float, threshold: float
+    images: Tensor, psf_images: Tensor, sigma_pixels: Tensor, delta: float, pad_factor: float, threshold: float,
+    centre_pixels: Tensor | None = None,
+    recentre: bool = False,
+    types: tuple[str, ...] = METACAL_TYPES,
 ) -> Tensor:
-    """The five metacal images (B, 5, H, W) of `images`, in the compute dtype.
+    """The metacal images (B, len(types), H, W) of `images` (default: all five) (B, 5, H, W) of `images`, in the compute dtype.
 
     Only the x and y frequencies where Gamma(S^-1 kappa) can pass the threshold enter the two
     resampling passes (the rest of q's spectrum is zero); that trims the work when Gamma is wide
-    in pixels or the threshold loose.
+    in pixels or the threshold loose.  With `centre_pixels` (B, 2), (x, y) from the true centre,
+    each stamp is sheared about that point: O'(x) = q(S^-1 (x - x0) + x0), a phase e^{i kappa.d}
+    on q's spectrum with d = (1 - S^-1) x0; with `recentre` too, the result is also moved by -x0,
+    O''(x) = O'(x + x0) = q(S^-1 x + x0), so that the shear's fixed point lands on the true centre.
     """
     (h, w), dev, real = images.shape[-2:], images.device, images.dtype
     padded = (_padded_size(h, psf_images.shape[-2], pad_factor), _padded_size(w, psf_images.shape[-1], pad_factor))
-    inverse = torch.tensor([inverse_shear_matrix(*g) for g in metacal_shears(delta)], dtype=real, device=dev)
+    shears = dict(zip(METACAL_TYPES, metacal_shears(delta)))
+    inverse = torch.tensor([inverse_shear_matrix(*shears[t]) for t in types], dtype=real, device=dev)
     sigma_min = float(sigma_pixels.min())
     n_kx = _band_bins(sigma_min, threshold, delta, padded[1])
     n_ky = _band_bins(sigma_min, threshold, delta, padded[0])
@@ -243,8 +251,48 @@ def _counterfactuals(
     ky = 2.0 * math.pi * torch.fft.fftfreq(padded[0], dtype=real, device=dev)
     deconvolved = _deconvolved_spectrum(images, psf_images, padded, n_kx)  # (B, n_kx, Hp)
     spectrum = deconvolved[None] * _anti_sheared_reconv(sigma_pixels, inverse, kx, ky, threshold)
+    if centre_pixels is not None:
+        spectrum = spectrum * _centre_phase(centre_pixels.to(real), inverse, kx, ky, recentre)
     f1 = _resample_x(spectrum, inverse, padded[1], w)
     return _resample_y(f1, inverse, h, n_ky).transpose(0, 1).contiguous()
+
+
+def _centre_phase(centre_pixels: Tensor, inverse_shears: Tensor, kx: Tensor, ky: Tensor, recentre: bool) -> Tensor:
+    """e^{i kappa.d} (5, B, n_kx, n_ky) with d = (1 - S^-1) x0, which moves the shear's fixed point to x0
+    per stamp, or d = x0 with `recentre` (then x0 lands on the true centre)."""
+    a, b, c = (inverse_shears[:, i, None] for i in range(3))  # (5, 1)
+    x0, y0 = centre_pixels[None, :, 0], centre_pixels[None, :, 1]  # (1, B)
+    if recentre:
+        d_x, d_y = x0.expand(len(inverse_shears), -1), y0.expand(len(inverse_shears), -1)
+    else:
+        d_x = x0 - (a * x0 + b * y0)
+        d_y = y0 - (b * x0 + c * y0)
+    phase = d_x[..., None, None] * kx[:, None] + d_y[..., None, None] * ky[None, :]
+    return torch.polar(torch.ones_like(phase), phase)
+
+
+def weighted_centroid(images: Tensor, sigma_pixels: float | Tensor, iterations: int = 30) -> Tensor:
+    """(x, y) (B, 2) of each stamp's light from the true centre, Gaussian-weighted about itself.
+
+    The fixed point x0 = sum w(x - x0) I x / sum w(x - x0) I is the centre of any point-symmetric
+    profile, whatever its ellipticity; the round weight of `sigma_pixels` keeps far pixels and their
+    noise out.  A stamp whose weighted flux is not positive keeps the stamp's centre.
+    """
+    work = images.to(torch.float64)
+    y = _centred_coords(images.shape[-2], work)[:, None]
+    x = _centred_coords(images.shape[-1], work)[None, :]
+    sigma = torch.as_tensor(sigma_pixels, dtype=work.dtype, device=work.device).reshape(-1, 1, 1)
+    centre = torch.zeros(images.shape[0], 2, dtype=work.dtype, device=work.device)
+    half_width = torch.tensor([(images.shape[-1] - 1) / 2.0, (images.shape[-2] - 1) / 2.0], dtype=work.dtype,
+                              device=work.device)
+    for _ in range(iterations):
+        cx, cy = centre[:, 0, None, None], centre[:, 1, None, None]
+        weighted = work * torch.exp(-0.5 * ((x - cx) ** 2 + (y - cy) ** 2) / sigma**2)
+        flux = weighted.sum((-2, -1))
+        new = torch.stack([(weighted * x).sum((-2, -1)), (weighted * y).sum((-2, -1))], -1) / flux[:, None]
+        good = (flux > 0)[:, None] & torch.isfinite(new).all(-1, keepdim=True)
+        centre = torch.where(good, torch.maximum(torch.minimum(new, half_width), -half_width), centre)
+    return centre
 
 
 def _padded_size(n: int, n_psf: int, pad_factor: float) -> int:
@@ -281,6 +329,9 @@ def metacal_images(
     pad_factor: float = 2.0,
     kvalue_threshold: float = DEFAULT_KVALUE_THRESHOLD,
     compute_dtype: torch.dtype = torch.float64,
+    shear_centre: str | Tensor = "centroid",
+    recentre: bool = False,
+    types: tuple[str, ...] = METACAL_TYPES,
 ) -> MetacalImages:
     """Noshear, 1p, 1m, 2p, 2m images (B, 5, H, W) of stamps (B, H, W) with PSF images (B, h, w).
 
@@ -290,7 +341,15 @@ def metacal_images(
     with an optional `generator` (on the images' device), turns on the rotated-noise correction;
     `rotate_noise_psf` says whether the PSF turns with the noise (see the module notes).
     `kvalue_threshold` is where Gamma's transform is cut (the deconvolution is used only above
-    it).  The work is done in `compute_dtype` on the images' device (float32 is accurate to about
+    it).  `shear_centre` is the point each stamp is sheared about: "centroid" (the default, the
+    light's weighted centroid, see `weighted_centroid`), "stamp" (the stamp's true centre), or
+    (B, 2) offsets (x, y) in pixels from the true centre.  A real shear does not move a galaxy off
+    its own detection; shearing about the stamp's centre does, by delta times the offset, and an
+    estimator that is not translation invariant (a network) would count that motion as response.
+    With `recentre`, the signal is also moved (band-limited, exactly) so that the shear centre sits
+    on the stamp's true centre, where the reconvolution PSF image is: what a network should see.
+    `types` picks which of the five images to make (e.g. ("noshear",) for training images).
+    The work is done in `compute_dtype` on the images' device (float32 is accurate to about
     1e-6 of the peak, float64 to 1e-7 and is the default); results come back in the images' dtype.
     """
     if images.ndim != 3 or psf_images.ndim != 3 or images.shape[0] != psf_images.shape[0]:
@@ -299,6 +358,8 @@ def metacal_images(
         raise ValueError(f"delta must be in (0, 1), got {delta}")
     if not 0.0 < kvalue_threshold < 1.0:
         raise ValueError(f"kvalue_threshold must be in (0, 1), got {kvalue_threshold}")
+    if not types or set(types) - set(METACAL_TYPES):
+        raise ValueError(f"types must be some of {', '.join(METACAL_TYPES)}, got {types!r}")
     out_dtype = images.dtype
     work = images.to(compute_dtype)
     psf = psf_images.to(device=images.device, dtype=compute_dtype)
@@ -307,10 +368,29 @@ def metacal_images(
     else:
         sigma = torch.as_tensor(reconv_sigma_pixels, dtype=compute_dtype, device=images.device)
         sigma = sigma.expand(images.shape[0]).clone()
+    centre = _shear_centre(work, sigma, shear_centre)
     noise_field = _noise_field(work, noise, noise_sigma, generator)
-    result = _metacal_with_noise(work, psf, sigma, delta, pad_factor, kvalue_threshold, noise_field, rotate_noise_psf)
+    result = _metacal_with_noise(work, psf, sigma, delta, pad_factor, kvalue_threshold, noise_field, rotate_noise_psf,
+                                 centre, recentre, tuple(types))
     reconv = gaussian_image(sigma, tuple(images.shape[-2:]))
-    return MetacalImages(result.to(out_dtype), reconv.to(out_dtype), sigma.to(out_dtype), float(delta))
+    return MetacalImages(result.to(out_dtype), reconv.to(out_dtype), sigma.to(out_dtype), float(delta),
+                         centre.to(out_dtype))
+
+
+CENTROID_WEIGHT_PER_SIGMA = 2.0  # centroid weight: twice the reconvolution PSF's sigma
+
+
+def _shear_centre(images: Tensor, sigma: Tensor, shear_centre: str | Tensor) -> Tensor:
+    """(B, 2) offsets (x, y) from the true centre that each stamp is sheared about."""
+    if isinstance(shear_centre, Tensor):
+        if shear_centre.shape != (images.shape[0], 2):
+            raise ValueError(f"shear_centre must be (B, 2) = {(images.shape[0], 2)}, got {tuple(shear_centre.shape)}")
+        return shear_centre.to(images)
+    if shear_centre == "stamp":
+        return torch.zeros(images.shape[0], 2, dtype=images.dtype, device=images.device)
+    if shear_centre == "centroid":
+        return weighted_centroid(images, CENTROID_WEIGHT_PER_SIGMA * sigma).to(images)
+    raise ValueError(f"shear_centre must be 'centroid', 'stamp' or a (B, 2) tensor, got {shear_centre!r}")
 
 
 def _metacal_with_noise(
@@ -322,13 +402,18 @@ def _metacal_with_noise(
     threshold: float,
     noise: Tensor | None,
     rotate_noise_psf: bool = True,
+    centre: Tensor | None = None,
+    recentre: bool = False,
+    types: tuple[str, ...] = METACAL_TYPES,
 ) -> Tensor:
-    """Counterfactuals of the images, plus those of the 90-degree-rotated noise rotated back."""
+    """Counterfactuals of the images (sheared about `centre`), plus those of the 90-degree-rotated
+    noise rotated back (sheared about the stamp's centre: the noise is stationary, any point will do)."""
+    signal = _counterfactuals(images, psf, sigma, delta, pad_factor, threshold, centre, recentre, types)
     if noise is None:
-        return _counterfactuals(images, psf, sigma, delta, pad_factor, threshold)
-    signal = _counterfactuals(images, psf, sigma, delta, pad_factor, threshold)
+        return signal
     noise_psf = torch.rot90(psf, 1, dims=(-2, -1)) if rotate_noise_psf else psf
-    noise_mc = _counterfactuals(torch.rot90(noise, 1, dims=(-2, -1)), noise_psf, sigma, delta, pad_factor, threshold)
+    noise_mc = _counterfactuals(torch.rot90(noise, 1, dims=(-2, -1)), noise_psf, sigma, delta, pad_factor, threshold,
+                                types=types)
     return signal + torch.rot90(noise_mc, -1, dims=(-2, -1))
 
 
