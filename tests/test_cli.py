@@ -129,6 +129,7 @@ def test_quickstart_runs_the_whole_job_on_a_tiny_set(tmp_path, capsys):
     results = json.loads((tmp_path / "qs" / "results.json").read_text())
     assert results["n"] == 16 and results["subset"] == "all entries" and "hsm" in results
     assert results["paired"]["n_pairs"] == 8 and "paired" in results["hsm"]
+    assert results["metacal"]["paired"]["n_pairs"] == 8  # the network trained for metacal, calibrated by it
     assert (tmp_path / "qs" / "shear.png").is_file() and "paired design" in capsys.readouterr().out
 
 

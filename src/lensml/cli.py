@@ -40,6 +40,12 @@ def _add_common_model_flags(p: argparse.ArgumentParser, several: bool = False) -
                    help="shear: average over the 8 rotated/flipped views of each stamp (the default)")
     p.add_argument("--no-tta", dest="tta", action="store_const", const=False,
                    help="shear: the network's single answer (not equivariant: an additive bias remains)")
+    p.add_argument("--views", dest="tta", type=int, choices=VIEW_COUNTS,
+                   help="shear: views averaged: 8 (all, the default), 4 rotations, 2 (0 and 90 degrees: enough to "
+                        "cancel a constant additive bias, 4x faster), 1")
+
+
+VIEW_COUNTS = (1, 2, 4, 8)
 
 
 def _add_evaluate_flags(p: argparse.ArgumentParser) -> None:
@@ -130,7 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="train a network on a data.json (shear) or a lens-finding folder (lenses)")
     train.add_argument("-i", "--input", required=True, help="data.json (or its folder), or a lens-finding folder (challenge layout or FITS cutouts)")
     train.add_argument("-m", "--model", required=True, help="model file to create or go on training")
-    train.add_argument("--arch", help="architecture (`lensml models`); default shear_cnn or cmu_deeplens")
+    train.add_argument("--arch", help="architecture (`lensml models`); default shear_net or cmu_deeplens")
     train.add_argument("--config", help="settings file; LensNet's config.json is accepted")
     train.add_argument("--epochs", type=_positive_int, help="total epochs to reach (a rerun resumes)")
     train.add_argument("--patience", type=_positive_int,
@@ -147,6 +153,12 @@ def build_parser() -> argparse.ArgumentParser:
                        help="shear: switch off the 8 exact rotated/flipped views")
     train.add_argument("--no-calibrate", dest="calibrate", action="store_const", const=False, default=None,
                        help="shear: keep the raw network output (no m, c correction from the validation stamps)")
+    train.add_argument("--metacal", action="store_const", const=True, default=None,
+                       help="shear: train on each stamp's noshear metacal image (reconvolution PSF, recentred, "
+                            "noise-corrected); the model is then always metacalibrated")
+    train.add_argument("--target", choices=("shear", "shape"),
+                       help="shear: learn the applied g, or the sheared galaxy's ellipticity (mean g; "
+                            "default with --metacal)")
     train.add_argument("--norm", choices=("zscale", "minmax", "none"), help="lens finding: per-band normalisation")
     train.add_argument("--schedule", choices=("cosine", "constant"))
     train.add_argument("--device", help="auto, cpu, cuda or cuda:N")

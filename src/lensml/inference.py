@@ -26,18 +26,20 @@ def predict_array(
     images: np.ndarray,
     device: torch.device,
     batch_size: int = 256,
-    tta: bool = True,
+    tta: bool | int = True,
     progress: bool = False,
     calibrated: bool = True,
 ) -> np.ndarray:
     """Predict (N, n_targets) for normalised input stamps (N, C, H, W).
 
     With `tta` (the default), each stamp is seen in its 8 D4 views and the answers are mapped back
-    and averaged (see the module docstring); without it, the network's single answer.
+    and averaged (see the module docstring); without it, the network's single answer.  An integer
+    `tta` takes the first 1, 2 (0 and 90 degrees: a 90-degree turn flips both components, so any
+    constant offset cancels) or 4 (the rotations) views.
     With `calibrated`, the model file's linear calibration (if any) is applied.
     """
     model.eval().to(device)
-    elements = range(8) if tta else range(1)
+    elements = range(view_count(tta))
     signs = [d4_target_signs(info.targets, e).to(device) for e in elements]
     mean = torch.tensor(info.target_mean, device=device)
     std = torch.tensor(info.target_std, device=device)
@@ -51,6 +53,14 @@ def predict_array(
         out.append((total / len(elements)).cpu().numpy())
     pred = np.concatenate(out).astype(np.float64)
     return apply_calibration(info, pred) if calibrated else pred
+
+
+def view_count(tta: bool | int) -> int:
+    """How many D4 views `tta` asks for: True is all 8, False is 1, an integer itself (1, 2, 4 or 8)."""
+    count = 8 if tta is True else 1 if tta is False else int(tta)
+    if count not in (1, 2, 4, 8):
+        raise ValueError(f"views must be 1, 2, 4 or 8, got {tta!r}")
+    return count
 
 
 def apply_calibration(info: ModelInfo, pred: np.ndarray) -> np.ndarray:

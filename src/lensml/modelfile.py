@@ -47,6 +47,8 @@ class ModelInfo:
     calibration: dict[str, Any] = field(default_factory=dict)
     # Lens finders: the survey definition of the training data (lensml.surveys), so its files read anywhere.
     survey: dict[str, Any] = field(default_factory=dict)
+    # Shear models trained on metacal images (`train --metacal`): applied through metacalibration only.
+    metacal: bool = False
     lensml_version: str = __version__
     format: int = FORMAT_VERSION
 

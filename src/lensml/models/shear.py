@@ -62,3 +62,48 @@ def shear_cnn(
     if side_h < 1 or side_w < 1:
         raise ValueError(f"shear_cnn needs stamps of at least 8x8 pixels, got {image_size}")
     return nn.Sequential(features, _head(channels * side_h * side_w, (256,), out_features))
+
+
+class CentreCrop(nn.Module):
+    """The central `size` x `size` pixels: a galaxy stamp's light sits near its centre."""
+
+    def __init__(self, size: tuple[int, int]):
+        super().__init__()
+        self.size = tuple(size)
+
+    def forward(self, x):
+        h, w = x.shape[-2:]
+        top, left = (h - self.size[0]) // 2, (w - self.size[1]) // 2
+        return x[..., top : top + self.size[0], left : left + self.size[1]]
+
+
+def _conv_bn_relu(in_channels: int, out_channels: int) -> list[nn.Module]:
+    return [nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False), nn.BatchNorm2d(out_channels),
+            nn.ReLU(inplace=True)]
+
+
+@register_model(
+    "shear_net", task="shear", inputs=("galaxy", "psf"), norm="rms",
+    description="lensml default: galaxy + PSF, central 32x32 crop, 5 convolutions with BatchNorm, "
+                "3 average pools, dense 128 (~170k parameters; sized for metacalibration)",
+    in_channels=2, out_features=2, image_size=(40, 40),
+)
+def shear_net(
+    in_channels: int = 2, out_features: int = 2, image_size: tuple[int, int] = (40, 40), width: int = 16,
+    crop: int = 32,
+) -> nn.Module:
+    """Small enough to run ten times per galaxy (five metacal images, two views) at survey rates.
+
+    Average pooling rather than max pooling keeps the output a smooth function of the pixels, which
+    metacalibration's finite-difference response (a 1% shear) needs.
+    """
+    side = (min(crop, image_size[0]), min(crop, image_size[1]))
+    if min(side) < 8:
+        raise ValueError(f"shear_net needs stamps of at least 8x8 pixels, got {tuple(image_size)}")
+    w = width
+    features = nn.Sequential(
+        CentreCrop(side), *_conv_bn_relu(in_channels, w), *_conv_bn_relu(w, w), nn.AvgPool2d(2),
+        *_conv_bn_relu(w, 2 * w), *_conv_bn_relu(2 * w, 2 * w), nn.AvgPool2d(2),
+        *_conv_bn_relu(2 * w, 4 * w), nn.AvgPool2d(2),
+    )
+    return nn.Sequential(features, _head(4 * w * (side[0] >> 3) * (side[1] >> 3), (128,), out_features))

@@ -99,23 +99,45 @@ def psf_adaptive_moments(psf_images: Tensor, iterations: int = _ADMOM_ITERATIONS
     unweighted moments diverge.  The PSF is assumed centred, so the centroid is not fitted.
     Products and sums are written out elementwise: tiny matrix products hit slow BLAS warm-ups.
     """
-    psf = psf_images.to(torch.float64).flatten(1)  # (B, h w)
-    y = _centred_coords(psf_images.shape[-2], psf)[:, None]
-    x = _centred_coords(psf_images.shape[-1], psf)[None, :]
+    unique, inverse = torch.unique(psf_images.to(torch.float64).flatten(1), dim=0, return_inverse=True)
+    full = unique.reshape(-1, *psf_images.shape[-2:])
+    start = _moments_about_centre(full)
+    size = (0.5 * (start[:, 0] + start[:, 2])).clamp_min(0.25)  # round, unweighted start
+    # the weight falls below e^-18 beyond 6 unweighted sigmas (wider than the core): crop there
+    psf = _central_crop(full, 6.0 * float(size.max().sqrt()) + 2.0)
+    y = _centred_coords(psf.shape[-2], psf)[:, None]
+    x = _centred_coords(psf.shape[-1], psf)[None, :]
     prods = torch.stack(torch.broadcast_tensors(x * x, x * y, y * y)).flatten(1)  # (3, h w)
+    psf = psf.flatten(1)
 
     def moments_of(weighted: Tensor) -> Tensor:
         return (weighted[:, None, :] * prods).sum(-1) / weighted.sum(-1, keepdim=True)
 
-    start = moments_of(psf)
-    size = (0.5 * (start[:, 0] + start[:, 2])).clamp_min(0.25)  # round, unweighted start
     moments = torch.stack([size, torch.zeros_like(size), size], dim=-1)
     for _ in range(iterations):
         m_xx, m_xy, m_yy = moments[:, :, None].unbind(1)
         chi2 = (m_yy * prods[0] - 2.0 * m_xy * prods[1] + m_xx * prods[2]) / (m_xx * m_yy - m_xy**2)
         moments = 2.0 * moments_of(psf * torch.exp(-0.5 * chi2))
-    m_xx, m_xy, m_yy = moments.unbind(-1)
+    m_xx, m_xy, m_yy = moments[inverse].unbind(-1)
     return torch.stack([torch.stack([m_xx, m_xy], -1), torch.stack([m_xy, m_yy], -1)], -2)
+
+
+def _moments_about_centre(images: Tensor) -> Tensor:
+    """(B, 3): unweighted xx, xy, yy second moments of (B, H, W) about the true centre."""
+    y = _centred_coords(images.shape[-2], images)[:, None]
+    x = _centred_coords(images.shape[-1], images)[None, :]
+    flux = images.sum((-2, -1))
+    sums = [(images * x * x).sum((-2, -1)), (images * x * y).sum((-2, -1)), (images * y * y).sum((-2, -1))]
+    return torch.stack(sums, -1) / flux[:, None]
+
+
+def _central_crop(images: Tensor, half_width: float) -> Tensor:
+    """The central part of (..., H, W) within about `half_width` pixels of the true centre (same parity)."""
+    h, w = images.shape[-2:]
+    keep_h = min(h, 2 * int(math.ceil(half_width)) + h % 2)
+    keep_w = min(w, 2 * int(math.ceil(half_width)) + w % 2)
+    top, left = (h - keep_h) // 2, (w - keep_w) // 2
+    return images[..., top : top + keep_h, left : left + keep_w]
 
 
 def reconv_sigma_from_psf(psf_images: Tensor, delta: float = DEFAULT_DELTA) -> Tensor:
@@ -271,20 +293,25 @@ def _centre_phase(centre_pixels: Tensor, inverse_shears: Tensor, kx: Tensor, ky:
     return torch.polar(torch.ones_like(phase), phase)
 
 
+CENTROID_REACH_PIXELS = 8.0
+
+
 def weighted_centroid(images: Tensor, sigma_pixels: float | Tensor, iterations: int = 30) -> Tensor:
     """(x, y) (B, 2) of each stamp's light from the true centre, Gaussian-weighted about itself.
 
     The fixed point x0 = sum w(x - x0) I x / sum w(x - x0) I is the centre of any point-symmetric
     profile, whatever its ellipticity; the round weight of `sigma_pixels` keeps far pixels and their
-    noise out.  A stamp whose weighted flux is not positive keeps the stamp's centre.
+    noise out.  A stamp whose weighted flux is not positive keeps the stamp's centre; a centre stays
+    within CENTROID_REACH_PIXELS of the stamp's (stamps are cut around their galaxy).
     """
-    work = images.to(torch.float64)
-    y = _centred_coords(images.shape[-2], work)[:, None]
-    x = _centred_coords(images.shape[-1], work)[None, :]
-    sigma = torch.as_tensor(sigma_pixels, dtype=work.dtype, device=work.device).reshape(-1, 1, 1)
+    sigma = torch.as_tensor(sigma_pixels, dtype=torch.float64, device=images.device).reshape(-1, 1, 1)
+    # beyond 6 weight sigmas of any centre it can reach, a pixel weighs less than e^-18: crop there
+    work = _central_crop(images.to(torch.float64), 6.0 * float(sigma.max()) + CENTROID_REACH_PIXELS)
+    y = _centred_coords(work.shape[-2], work)[:, None]
+    x = _centred_coords(work.shape[-1], work)[None, :]
     centre = torch.zeros(images.shape[0], 2, dtype=work.dtype, device=work.device)
-    half_width = torch.tensor([(images.shape[-1] - 1) / 2.0, (images.shape[-2] - 1) / 2.0], dtype=work.dtype,
-                              device=work.device)
+    reach = min(CENTROID_REACH_PIXELS, (work.shape[-1] - 1) / 2.0, (work.shape[-2] - 1) / 2.0)
+    half_width = torch.tensor([reach, reach], dtype=work.dtype, device=work.device)
     for _ in range(iterations):
         cx, cy = centre[:, 0, None, None], centre[:, 1, None, None]
         weighted = work * torch.exp(-0.5 * ((x - cx) ** 2 + (y - cy) ** 2) / sigma**2)

@@ -7,9 +7,14 @@ Each stamp is sheared about the galaxy's own centroid and recentred on it (see
 `metacal_images`): a network is not translation invariant, and shearing about the stamp's centre
 moves an off-centre galaxy, a motion the network would count as response (m = -2% for half-pixel
 offsets with a fixed-centre moment estimator).
+
+A network trained with `lensml train --metacal` has only ever seen such images (the noshear one),
+so it is applied through metacalibration alone.
 """
 
 from __future__ import annotations
+
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -18,14 +23,53 @@ from tqdm import tqdm
 from ..data.transforms import normalise
 from ..inference import predict_array
 from ..modelfile import ModelInfo
-from .metacal import DEFAULT_DELTA, metacal_images, response_from_estimates
+from .metacal import DEFAULT_DELTA, METACAL_TYPES, metacal_images, response_from_estimates
 
 CHUNK = 256  # stamps per metacal call
+NOISE_STREAM = 0x3E7A  # seeds the correction noise: numpy generator (NOISE_STREAM, seed, key)
+
+
+def correction_noise(shape: tuple[int, int], noise_sigma: np.ndarray, keys: Sequence[int], seed: int = 0) -> np.ndarray:
+    """Gaussian noise images (B, H, W) of each stamp's sigma, one realisation per key (so stamps that
+    share a key, e.g. the two members of a pair, get the same one); 0 where sigma is 0."""
+    draws = [np.random.default_rng([NOISE_STREAM, int(seed), int(k)]).standard_normal(shape) for k in keys]
+    return np.stack(draws) * np.asarray(noise_sigma, float)[:, None, None]
+
+
+def metacal_network_inputs(inputs: Sequence[str], norm: str, galaxies: np.ndarray, psfs: np.ndarray,
+                           device: torch.device, noise: np.ndarray | None = None,
+                           types: tuple[str, ...] = METACAL_TYPES, delta: float = DEFAULT_DELTA) -> np.ndarray:
+    """The normalised network input (B, len(types), C, H, W) of stamps' metacal images: each image
+    with the reconvolution PSF as its 'psf' channel, the galaxy recentred on its centroid."""
+    gal = torch.from_numpy(np.ascontiguousarray(galaxies, dtype=np.float64)).to(device)
+    psf = torch.from_numpy(np.ascontiguousarray(psfs, dtype=np.float64)).to(device)
+    noise_t = None if noise is None else torch.from_numpy(np.asarray(noise, np.float64)).to(device)
+    mc = metacal_images(gal, psf, delta, noise=noise_t, recentre=True, types=types)
+    b, n_types = mc.images.shape[:2]
+    channels = {"galaxy": mc.images, "psf": mc.reconv_psf[:, None].expand(-1, n_types, -1, -1)}
+    x = torch.stack([channels[k] for k in inputs], 2)
+    return normalise(x.float().cpu().numpy(), norm)
+
+
+def metacal_training_inputs(inputs: Sequence[str], norm: str, galaxies: np.ndarray, psfs: np.ndarray,
+                            noise_sigma: np.ndarray, seed: int, device: torch.device,
+                            progress: bool = False) -> np.ndarray:
+    """(N, C, H, W): the noshear metacal image of every training stamp, as `network_metacal` will
+    show it (noise-corrected where `noise_sigma` > 0, with noise drawn from `seed` and the index)."""
+    out = np.empty((len(galaxies), len(inputs), *galaxies.shape[-2:]), np.float32)
+    for start in tqdm(range(0, len(galaxies), CHUNK), desc="metacal images", unit="chunk", disable=not progress,
+                      leave=False):
+        stop = min(start + CHUNK, len(galaxies))
+        sigma = noise_sigma[start:stop]
+        noise = correction_noise(galaxies.shape[-2:], sigma, range(start, stop), seed) if np.any(sigma > 0) else None
+        out[start:stop] = metacal_network_inputs(inputs, norm, galaxies[start:stop], psfs[start:stop], device,
+                                                 noise, types=("noshear",))[:, 0]
+    return out
 
 
 def network_metacal(net: torch.nn.Module, info: ModelInfo, galaxies: np.ndarray, psfs: np.ndarray,
                     device: torch.device, noise_sigma: np.ndarray | None = None, noise_keys: np.ndarray | None = None,
-                    delta: float = DEFAULT_DELTA, batch_size: int = 256, tta: bool = True,
+                    delta: float = DEFAULT_DELTA, batch_size: int = 256, tta: bool | int = True,
                     progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """g (N, 2) on the noshear images and the response R (N, 2, 2) of a shear network, per stamp.
 
@@ -38,20 +82,13 @@ def network_metacal(net: torch.nn.Module, info: ModelInfo, galaxies: np.ndarray,
     cols = [info.targets.index("g1"), info.targets.index("g2")]
     for start in tqdm(range(0, n, CHUNK), desc="metacal", unit="chunk", disable=not progress, leave=False):
         stop = min(start + CHUNK, n)
-        gal = torch.from_numpy(np.ascontiguousarray(galaxies[start:stop], dtype=np.float64)).to(device)
-        psf = torch.from_numpy(np.ascontiguousarray(psfs[start:stop], dtype=np.float64)).to(device)
         noise = None
         if noise_sigma is not None and np.any(np.asarray(noise_sigma[start:stop]) > 0):
-            noise = torch.from_numpy(np.stack([np.random.default_rng([0x3E7A, int(k)]).standard_normal(gal.shape[1:])
-                                               for k in keys[start:stop]]) * np.asarray(noise_sigma[start:stop])[:, None, None])
-            noise = noise.to(device)
-        mc = metacal_images(gal, psf, delta, noise=noise, recentre=True)
-        b, types = mc.images.shape[:2]
-        channels = {"galaxy": mc.images, "psf": mc.reconv_psf[:, None].expand(-1, types, -1, -1)}
-        x = torch.stack([channels[k] for k in info.inputs], 2).reshape(b * types, len(info.inputs), *mc.images.shape[-2:])
-        x = normalise(x.float().cpu().numpy(), info.norm)
-        pred = predict_array(net, info, x, device, batch_size, tta)[:, cols].reshape(b, types, 2)
-        g, r = response_from_estimates(torch.from_numpy(pred), delta)
+            noise = correction_noise(galaxies.shape[-2:], noise_sigma[start:stop], keys[start:stop])
+        x = metacal_network_inputs(info.inputs, info.norm, galaxies[start:stop], psfs[start:stop], device, noise,
+                                   delta=delta)
+        b, types = x.shape[:2]
+        pred = predict_array(net, info, x.reshape(b * types, *x.shape[2:]), device, batch_size, tta)
+        g, r = response_from_estimates(torch.from_numpy(pred[:, cols].reshape(b, types, 2)), delta)
         g_out[start:stop], r_out[start:stop] = g.numpy(), r.numpy()
     return g_out, r_out
-

@@ -238,6 +238,13 @@ class WeakStampRenderer:
             self._last_psf = (key, (psf, psf.drawImage(nx=size, ny=size, scale=scale).array.astype(np.float32)))
         return self._last_psf[1]
 
+    def noise_sigma(self, params: dict[str, float]) -> float:
+        """The stamp's background noise per pixel: the pair's Gaussian sigma, or the sky's Poisson
+        sigma (the galaxy is scaled to the SNR against a fixed sky)."""
+        if "pair" in params:
+            return self.pair_noise_sigma(params)
+        return math.sqrt(self.config.sky_level) * self.config.pixel_scale
+
     def pair_noise_sigma(self, params: dict[str, float]) -> float:
         """Gaussian noise whose SNR (GalSim's sqrt(sum I^2) / sigma) is `snr` for the unsheared galaxy, so
         both members of a pair get the same sigma, and with the same seed the same noise."""

@@ -128,8 +128,8 @@ def _make_stamp(index: int) -> dict[str, Any]:
     entry: dict[str, Any] = {"galaxy": f"gal_{index}.fits", "psf": f"psf_{index}.fits"}
     entry.update({k: params[k] for k in ENTRY_ORDER[2:]})
     entry.update({k: v for k, v in params.items() if k not in entry and k != "noise_seed"})
-    if pairs is not None and renderer.config.noise:
-        entry["noise_sigma"] = renderer.pair_noise_sigma(params)  # for estimators that need it (AnaCal)
+    if renderer.config.noise:  # for estimators that need it (metacal's noise correction, AnaCal)
+        entry["noise_sigma"] = renderer.noise_sigma(params)
     paths = [out / entry["galaxy"], out / entry["psf"]]
     if _STATE["tif"]:
         entry["galaxy_tif"], entry["psf_tif"] = f"gal_{index}.tif", f"psf_{index}.tif"

@@ -25,12 +25,13 @@ LENSNET_KEYS: dict[str, str | None] = {
     "mode": None,  # stamps are single-band; grayscale is the only meaningful mode
     "normalize_output": None,  # targets are always standardised, and un-standardised at prediction
 }
+SHEAR_TARGETS = ("shear", "shape")
 LOSS_ALIASES = {"mean_absolute_error": "mae", "mae": "mae", "mean_squared_error": "mse", "mse": "mse"}
 
 
 @dataclass(frozen=True)
 class ShearTrainConfig:
-    arch: str = "shear_cnn"
+    arch: str = "shear_net"
     epochs: int = 20
     batch_size: int = 32  # small batches find the shear signal in fewer epochs
     lr: float = 1e-3
@@ -40,6 +41,12 @@ class ShearTrainConfig:
     val_fraction: float = 0.1
     augment: bool = True  # the 8 exact D4 views of each stamp, targets transformed to match
     calibrate: bool = True  # measure m on the validation stamps after training and divide it out
+    # train on the noshear metacal images (reconvolution PSF, galaxy recentred, noise-corrected): the
+    # model is then applied through metacalibration alone, and its response replaces the calibration
+    metacal: bool = False
+    # what g1, g2 are trained on: "shear" (the applied g) or "shape" (the sheared galaxy's ellipticity,
+    # whose population mean is g); default: "shape" with metacal, else "shear"
+    target: str | None = None
     schedule: str = "cosine"
     weight_decay: float = 0.0
     patience: int | None = None  # early stopping: epochs without a better validation loss
@@ -58,11 +65,19 @@ class ShearTrainConfig:
             (len(self.targets) > 0, "give at least one target"),
             (0 <= self.val_fraction < 1, f"validation fraction must be in [0, 1), got {self.val_fraction}"),
             (self.schedule in SCHEDULES, f"schedule must be one of {', '.join(SCHEDULES)}"),
+            (self.target in (None, *SHEAR_TARGETS), f"target must be one of {', '.join(SHEAR_TARGETS)}, got {self.target!r}"),
+            (self.learned == "shear" or set(self.targets) == {"g1", "g2"},
+             "the shape target replaces g1 and g2: train it with targets g1 g2"),
         ]
         require(checks)
 
+    @property
+    def learned(self) -> str:
+        """The target in force: the one given, else "shape" with metacal and "shear" without."""
+        return self.target or ("shape" if self.metacal else "shear")
+
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return {**dataclasses.asdict(self), "target": self.learned}
 
 
 def settings_from_file(path: str) -> dict[str, Any]:

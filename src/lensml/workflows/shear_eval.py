@@ -13,7 +13,7 @@ from ..data.inputs import model_input
 from ..data.stamps import load_stamps
 from ..data.transforms import normalise
 from ..errors import BadInputError
-from ..inference import predict_array
+from ..inference import predict_array, view_count
 from ..io.atomic import write_json_atomic
 from ..io.manifest import Manifest, read_manifest
 from ..io.tables import format_table, write_csv
@@ -46,7 +46,7 @@ def evaluate_shear(
     model_file: str,
     device: str = "auto",
     batch_size: int = 256,
-    tta: bool = True,
+    tta: bool | int = True,
     hsm: str | None = "REGAUSS",
     json_path: str | None = None,
     plot_path: str | None = None,
@@ -58,6 +58,7 @@ def evaluate_shear(
     dev = resolve_device(device)
     net, info = load_model(model_file, dev)
     _require_shear(info, model_file)
+    metacal = metacal or info.metacal
     manifest = read_manifest(manifest_path, required=info.targets)
     rows, subset = held_out(info, manifest_identity(manifest), "entries")
     indices = rows.tolist()
@@ -69,15 +70,23 @@ def evaluate_shear(
         if wanted and not with_psf:
             raise BadInputError(f"{manifest.path}: {name} needs each stamp's PSF image (a 'psf' entry)")
     raw, keys, x = _stamp_channels(manifest, info, indices, with_hsm or anacal or metacal, progress)
-    pred = predict_array(net, info, x, dev, batch_size, tta, progress)
+    shear_cols = [info.targets.index(g) for g in SHEAR] if set(SHEAR) <= set(info.targets) else None
+    design = paired_design(manifest, indices) if shear_cols is not None else None
+    metacal_g_r = None
+    if metacal and shear_cols is not None:
+        metacal_g_r = _network_metacal(net, info, manifest, indices, raw[:, keys.index("galaxy")],
+                                    raw[:, keys.index("psf")], design, dev, batch_size, tta, progress)
+    if info.metacal:  # a metacal model has only seen metacal images: its plain answer is on the noshear one
+        pred = np.empty((len(indices), len(info.targets)))
+        pred[:, shear_cols] = metacal_g_r[0]
+    else:
+        pred = predict_array(net, info, x, dev, batch_size, tta, progress)
     true = manifest.targets(info.targets, indices)
 
     results: dict[str, Any] = {"model": str(model_file), "arch": info.arch, "data": str(manifest.path), "subset": subset,
-                               "tta": tta, "calibration": info.calibration}
+                               "tta": tta, "views": view_count(tta), "calibration": info.calibration}
     results.update(_metrics(info.targets, true, pred))
-    shear_cols = [info.targets.index(g) for g in SHEAR] if set(SHEAR) <= set(info.targets) else None
     estimates = {info.arch: pred[:, shear_cols]} if shear_cols is not None else {}
-    design = paired_design(manifest, indices) if shear_cols is not None else None
     if design is not None:
         results["paired"] = paired_shear_bias(pred[:, shear_cols], **design)
     if with_hsm and shear_cols is not None:
@@ -91,10 +100,8 @@ def evaluate_shear(
             g_ensemble, responsivity = ensemble_shear(measured, hsm)
             results["hsm"]["paired"] = {**paired_shear_bias(g_ensemble, **design), "responsivity": responsivity}
         estimates[f"HSM {hsm}"] = g_hsm
-    if metacal and shear_cols is not None:
-        results["metacal"] = _metacal_results(net, info, manifest, indices, raw[:, keys.index("galaxy")],
-                                              raw[:, keys.index("psf")], true[:, shear_cols], design, dev, batch_size,
-                                              tta, progress)
+    if metacal_g_r is not None:
+        results["metacal"] = _metacal_results(*metacal_g_r, true[:, shear_cols], design)
         estimates[f"{info.arch} metacal"] = results["metacal"].pop("per_stamp")
     if anacal and shear_cols is not None:
         results["anacal"] = _anacal_results(manifest, indices, raw[:, keys.index("galaxy")],
@@ -113,11 +120,8 @@ def evaluate_shear(
     return results
 
 
-def _metacal_results(net, info: ModelInfo, manifest: Manifest, indices: list[int], galaxies: np.ndarray,
-                     psfs: np.ndarray, true: np.ndarray, design: dict[str, Any] | None, device, batch_size: int,
-                     tta: bool, progress: bool) -> dict[str, Any]:
+def _metacal_results(g: np.ndarray, r: np.ndarray, true: np.ndarray, design: dict[str, Any] | None) -> dict[str, Any]:
     """The network metacalibrated: per-stamp g / <R> against the truth, and the paired m and c with R per stamp."""
-    g, r = _network_metacal(net, info, manifest, indices, galaxies, psfs, design, device, batch_size, tta, progress)
     mean_r = r.mean(0)
     out: dict[str, Any] = {"per_stamp": g / np.diag(mean_r), "response_mean": mean_r.tolist(),
                            **shear_metrics(true, g / np.diag(mean_r))}
@@ -132,7 +136,7 @@ def _noise_sigmas(manifest: Manifest, indices: list[int]) -> np.ndarray:
 
 
 def _network_metacal(net, info: ModelInfo, manifest: Manifest, indices: list[int], galaxies: np.ndarray,
-                     psfs: np.ndarray, design: dict[str, Any] | None, device, batch_size: int, tta: bool,
+                     psfs: np.ndarray, design: dict[str, Any] | None, device, batch_size: int, tta: bool | int,
                      progress: bool) -> tuple[np.ndarray, np.ndarray]:
     """g and R of the network on the stamps' metacal images, noise-corrected where noise is recorded,
     with one correction noise per pair of a paired design."""
@@ -241,7 +245,7 @@ def predict_shear(
     out_csv: str | None = None,
     device: str = "auto",
     batch_size: int = 256,
-    tta: bool = True,
+    tta: bool | int = True,
     progress: bool = True,
     metacal: bool = False,
 ) -> np.ndarray:
@@ -254,8 +258,8 @@ def predict_shear(
     net, info = load_model(model_file, dev)
     _require_shear(info, model_file)
     path = Path(input_path)
-    if metacal:
-        return _predict_metacal(path, net, info, dev, out_csv, batch_size, tta, progress)
+    if metacal or info.metacal:
+        return _predict_metacal(path, net, info, dev, out_csv, batch_size, tta, progress, psf)
     if path.is_dir() or path.suffix.lower() == ".json":
         return _predict_manifest(path, net, info, dev, out_csv, batch_size, tta, progress)
     x = model_input(info, str(path), psf)
@@ -266,9 +270,9 @@ def predict_shear(
     return pred
 
 
-def _predict_metacal(path, net, info, dev, out_csv, batch_size, tta, progress) -> np.ndarray:
+def _predict_metacal(path, net, info, dev, out_csv, batch_size, tta, progress, psf: str | None) -> np.ndarray:
     if not (path.is_dir() or path.suffix.lower() == ".json"):
-        raise BadInputError(f"{path}: --metacal predicts on a data.json (each stamp with its PSF)")
+        return _predict_metacal_image(path, psf, net, info, dev, out_csv, tta)
     manifest = read_manifest(path)
     indices = list(range(len(manifest)))
     if not all("psf" in e for e in manifest.entries):
@@ -287,6 +291,27 @@ def _predict_metacal(path, net, info, dev, out_csv, batch_size, tta, progress) -
     mean_r = r.mean(0)
     report(f"ensemble shear <g>/<R>: g1 = {g[:, 0].mean() / mean_r[0, 0]:+.5f}, g2 = {g[:, 1].mean() / mean_r[1, 1]:+.5f} "
            f"(<R11> = {mean_r[0, 0]:.4f}, <R22> = {mean_r[1, 1]:.4f})")
+    return out
+
+
+def _predict_metacal_image(path: Path, psf: str | None, net, info: ModelInfo, dev, out_csv: str | None,
+                           tta: bool | int) -> np.ndarray:
+    """g1, g2 and R of one stamp, from its metacal images (no noise correction: its noise is not known)."""
+    from ..io.images import read_image
+    from ..shear.network_metacal import network_metacal
+
+    if psf is None:
+        raise BadInputError("metacalibration also needs the stamp's PSF image: add --psf PSF.fits")
+    galaxy, psf_image = read_image(str(path)), read_image(psf)
+    if galaxy.shape != info.image_size:
+        raise BadInputError(f"{path}: stamp is {galaxy.shape[0]}x{galaxy.shape[1]}, the model expects "
+                            f"{info.image_size[0]}x{info.image_size[1]}")
+    g, r = network_metacal(net, info, galaxy[None], psf_image[None], dev, tta=tta)
+    out = np.concatenate([g, r.reshape(-1, 4)], axis=1)
+    names = ["g1", "g2", "R11", "R12", "R21", "R22"]
+    report("  ".join(f"{k} = {v:+.5f}" for k, v in zip(names, out[0])) + "  (one galaxy's g; a shear is <g> / <R>)")
+    if out_csv:
+        write_csv(out_csv, ["image", *names], [[str(path), *out[0].tolist()]])
     return out
 
 
