@@ -173,6 +173,17 @@ def build_parser() -> argparse.ArgumentParser:
         _add_evaluate_flags(evaluate)
         evaluate.set_defaults(run=_run_evaluate)
 
+    keras = sub.add_parser("import-keras", help="a Keras .h5 model (LEXACTUM's finders, LensNet's VGG19) as a "
+                           "lensml model file")
+    keras.add_argument("input", help="the Keras model, saved as HDF5 (.h5)")
+    keras.add_argument("--arch", required=True, help="the lensml architecture it is (`lensml models`)")
+    keras.add_argument("-o", "--output", required=True, help="model file to write")
+    keras.add_argument("--config", help="LensNet's config.json: targets and output scaling (under the model's name)")
+    keras.add_argument("--survey", help="lens finders: the survey of its bands (default: space for 1, ground for 4)")
+    keras.add_argument("--image-size", type=_positive_int, nargs=2, metavar=("H", "W"),
+                       help="input size, where the file does not record it")
+    keras.set_defaults(run=_run_import_keras)
+
     calibrate = sub.add_parser("calibrate", help="measure a shear model's multiplicative bias on an independent "
                                "simulated set and store it in the model file")
     calibrate.add_argument("-i", "--input", required=True, help="data.json (or its folder) not used in training")
@@ -326,6 +337,13 @@ def _run_evaluate(args: argparse.Namespace) -> None:
                      "anacal": args.anacal, "metacal": args.metacal, "prevalence": args.prevalence, "json_path": args.json,
                      "plot_path": args.plot})
     task_for_input(args.input).evaluate(args.input, args.model, options, progress=not args.quiet)
+
+
+def _run_import_keras(args: argparse.Namespace) -> None:
+    from .workflows.keras_import import import_keras
+
+    import_keras(args.input, args.arch, args.output, config_path=args.config, survey=args.survey,
+                 image_size=tuple(args.image_size) if args.image_size else None)
 
 
 def _run_calibrate(args: argparse.Namespace) -> None:

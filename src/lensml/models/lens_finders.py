@@ -83,12 +83,14 @@ class PreActBottleneck(nn.Module):
         super().__init__()
         self.preact = nn.Sequential(_batch_norm(in_ch), nn.ELU())
         self.project = stride != 1 or in_ch != out_ch
-        self.shortcut = _conv(in_ch, out_ch, 1, stride=stride) if self.project else nn.Identity()
+        # registered before the shortcut: Keras lists a block's layers so (body, then shortcut) for
+        # Add([body, shortcut]), and `lensml import-keras` pairs layers in that order
         self.body = nn.Sequential(
             _conv(in_ch, width, 1, stride=stride),
             _batch_norm(width), nn.ELU(), _conv(width, width, 3),
             _batch_norm(width), nn.ELU(), _conv(width, out_ch, 1),
         )
+        self.shortcut = _conv(in_ch, out_ch, 1, stride=stride) if self.project else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         activated = self.preact(x)
