@@ -37,7 +37,10 @@ def test_streamed_scores_equal_the_cached_scores_whatever_the_batching(survey, t
     assert run("predict", "-i", folder, "-m", model, "-o", tmp_path / "a.csv", "--batch-size", 5, "--workers", 2) == 0
     assert run("predict", "-i", folder, "-m", model, "-o", tmp_path / "b.csv", "--workers", 0) == 0
     a, b = rows(tmp_path / "a.csv"), rows(tmp_path / "b.csv")
-    assert a[0] == ["ID", "p_lens", "is_lens"] and len(a) == 24 and a == b
+    assert a[0] == ["ID", "p_lens", "is_lens"] and len(a) == 24
+    # the same rows; probabilities to float32 rounding (another batch size sums in another order)
+    assert [(r[0], r[2]) for r in a] == [(r[0], r[2]) for r in b]
+    np.testing.assert_allclose([float(r[1]) for r in a[1:]], [float(r[1]) for r in b[1:]], rtol=0, atol=2e-6)
     net, info = load_model(model)
     data = load_lens_set(folder, info.norm, progress=False)
     cached, _ = lens_scores(net, data.images, __import__("torch").device("cpu"), temperature=temperature(info))

@@ -63,7 +63,7 @@ _ADMOM_ITERATIONS = 40  # converged to ~1e-9 relative for Moffat and Gaussian PS
 
 @dataclass(frozen=True)
 class MetacalImages:
-    """Counterfactual images (B, 5, H, W) in METACAL_TYPES order, with the PSF they share."""
+    """Counterfactual images in the order of the types asked for (all five: METACAL_TYPES), with their PSF."""
 
     images: Tensor  # (B, len(types), H, W)
     reconv_psf: Tensor  # (B, H, W): Gamma point-sampled about the stamp's true centre, sum ~ 1
@@ -253,7 +253,7 @@ def _counterfactuals(
     recentre: bool = False,
     types: tuple[str, ...] = METACAL_TYPES,
 ) -> Tensor:
-    """The metacal images (B, len(types), H, W) of `images` (default: all five) (B, 5, H, W) of `images`, in the compute dtype.
+    """The metacal images (B, len(types), H, W) of `images` (default: all five), in the compute dtype.
 
     Only the x and y frequencies where Gamma(S^-1 kappa) can pass the threshold enter the two
     resampling passes (the rest of q's spectrum is zero); that trims the work when Gamma is wide
@@ -280,9 +280,9 @@ def _counterfactuals(
 
 
 def _centre_phase(centre_pixels: Tensor, inverse_shears: Tensor, kx: Tensor, ky: Tensor, recentre: bool) -> Tensor:
-    """e^{i kappa.d} (5, B, n_kx, n_ky) with d = (1 - S^-1) x0, which moves the shear's fixed point to x0
+    """e^{i kappa.d} (types, B, n_kx, n_ky) with d = (1 - S^-1) x0, which moves the shear's fixed point to x0
     per stamp, or d = x0 with `recentre` (then x0 lands on the true centre)."""
-    a, b, c = (inverse_shears[:, i, None] for i in range(3))  # (5, 1)
+    a, b, c = (inverse_shears[:, i, None] for i in range(3))  # (types, 1)
     x0, y0 = centre_pixels[None, :, 0], centre_pixels[None, :, 1]  # (1, B)
     if recentre:
         d_x, d_y = x0.expand(len(inverse_shears), -1), y0.expand(len(inverse_shears), -1)
