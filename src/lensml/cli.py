@@ -111,12 +111,15 @@ def build_parser() -> argparse.ArgumentParser:
     strong = sim.add_parser("strong", help="lensed and non-lensed scenes in the Lens Finding Challenge layout",
                             description="Simulate scenes of any survey of the registry (`lensml surveys`) with a "
                                         "batched torch ray-tracer, written as the challenge distributes its data.")
-    strong.add_argument("--survey", required=True,
+    strong.add_argument("--survey",
                         help="a survey of the registry (`lensml surveys`: space, ground, euclid, lsst, hsc, des) "
                              "or one described by --survey-file")
+    strong.add_argument("--backgrounds", metavar="DIR",
+                        help="paint arcs into the real cutouts of DIR (challenge layout): each gives an injected "
+                             "lens and an untouched copy as a non-lens; -n takes the first n (default all)")
     strong.add_argument("--image-size", type=_positive_int, nargs="+", metavar="N",
                         help="cutout size in pixels: N, or ROWS COLUMNS (default: the survey's)")
-    strong.add_argument("-n", "--number", type=_positive_int, required=True, help="number of scenes")
+    strong.add_argument("-n", "--number", type=_positive_int, help="number of scenes")
     strong.add_argument("-o", "--output", required=True, help="output folder")
     strong.add_argument("--lens-fraction", type=float, default=0.5, help="share of lenses (default 0.5)")
     strong.add_argument("--seed", type=_nonneg_int, default=0, help="global seed; scene ID draws from (seed, ID)")
@@ -279,6 +282,11 @@ def _run_simulate_strong(args: argparse.Namespace) -> None:
     from .simulate.record import parse_shard
     from .simulate.strong_files import simulate_strong
 
+    if args.backgrounds:
+        _run_injection(args)
+        return
+    if args.survey is None or args.number is None:
+        raise BadInputError("simulate strong needs --survey and -n (or --backgrounds DIR to inject into real cutouts)")
     overrides = read_config_file(args.config) if args.config else None
     shard = parse_shard(args.shard) if args.shard else None
     out = simulate_strong(args.survey, args.number, args.output, seed=args.seed, lens_fraction=args.lens_fraction,
@@ -286,6 +294,18 @@ def _run_simulate_strong(args: argparse.Namespace) -> None:
                           catalogue=args.catalogue, progress=not args.quiet, device=args.device,
                           image_size=_image_size(args.image_size))
     print(f"wrote {args.survey} scenes to {args.output} ({out})")
+
+
+def _run_injection(args: argparse.Namespace) -> None:
+    from .simulate.inject import inject_arcs
+
+    ignored = [flag for flag, value in (("--survey", args.survey), ("--image-size", args.image_size),
+                                        ("--shard", args.shard), ("--config", args.config)) if value]
+    if ignored:
+        raise BadInputError(f"{', '.join(ignored)}: not with --backgrounds (the cutouts give the survey and size)")
+    labels = inject_arcs(args.backgrounds, args.output, seed=args.seed, first_id=args.first_id, number=args.number,
+                         progress=not args.quiet)
+    print(f"wrote injected lenses and untouched non-lenses to {args.output} ({labels})")
 
 
 def _image_size(values: list[int] | None) -> int | tuple[int, int] | None:
