@@ -20,8 +20,12 @@ def _figure(*args, **kwargs):
     return plt, plt.subplots(*args, **kwargs)
 
 
+MAX_SHEAR_LEVELS = 5  # true shears taking at most this many values are also drawn as means with errors
+
+
 def plot_shear_scatter(path: str | os.PathLike, true: np.ndarray, estimates: Mapping[str, np.ndarray]) -> None:
-    """One column per estimator, one row per component: g_pred against g_true with the 1:1 line and the m, c fit."""
+    """One column per estimator, one row per component: g_pred against g_true with the 1:1 line and the m, c fit;
+    where the truth takes a few values (a paired design), the mean at each, with its standard error."""
     plt, (fig, axes) = _figure(2, len(estimates), figsize=(4.2 * len(estimates), 8), squeeze=False)
     lim = float(np.nanmax(np.abs(true))) * 1.15
     for col, (label, pred) in enumerate(estimates.items()):
@@ -30,6 +34,11 @@ def plot_shear_scatter(path: str | os.PathLike, true: np.ndarray, estimates: Map
             ok = np.isfinite(pred[:, row])
             x, y = true[ok, row], pred[ok, row]
             ax.scatter(x, y, s=3, alpha=0.35, lw=0, color=f"C{col}")
+            levels = np.unique(x)
+            if 1 < len(levels) <= MAX_SHEAR_LEVELS:  # a paired design: shape noise hides the points, show means
+                groups = [y[x == v] for v in levels]
+                ax.errorbar(levels, [g.mean() for g in groups], yerr=[g.std() / np.sqrt(len(g)) for g in groups],
+                            fmt="o", color="k", ms=4, capsize=3, zorder=3, label="mean, its error")
             ax.plot([-lim, lim], [-lim, lim], "k--", lw=0.8)
             text = f"n = {ok.sum()}\nRMSE = {np.sqrt(np.mean((y - x) ** 2)):.4f}"
             if ok.sum() >= 3 and np.ptp(x) > 0:

@@ -75,7 +75,7 @@ def evaluate_shear(
     metacal_g_r = None
     if metacal and shear_cols is not None:
         metacal_g_r = _network_metacal(net, info, manifest, indices, raw[:, keys.index("galaxy")],
-                                    raw[:, keys.index("psf")], design, dev, batch_size, tta, progress)
+                                       raw[:, keys.index("psf")], design, dev, batch_size, tta, progress)
     if info.metacal:  # a metacal model has only seen metacal images: its plain answer is on the noshear one
         pred = np.empty((len(indices), len(info.targets)))
         pred[:, shear_cols] = metacal_g_r[0]
