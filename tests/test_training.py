@@ -191,3 +191,43 @@ def test_patience_stops_when_validation_stops_improving():
     longer = LoopSettings(**{**settings.__dict__, "patience": None, "epochs": 5})
     assert fit(model, train, val, longer, torch.device("cpu"), state, torch.optim.Adam(model.parameters()),
                lambda *_: None, progress=False).epoch == 5
+
+
+class _Recorder(torch.nn.Module):
+    """A linear map that records the dtype its matrix product ran in."""
+
+    def __init__(self):
+        super().__init__()
+        self.linear = torch.nn.Linear(16, 2)
+        self.dtypes = []
+
+    def forward(self, x):
+        out = self.linear(x.flatten(1))
+        self.dtypes.append(out.dtype)
+        return out
+
+
+@pytest.mark.parametrize("precision, dtype", [("fp32", torch.float32), ("bf16", torch.bfloat16),
+                                              ("fp16", torch.float16)])
+def test_mixed_precision_runs_the_forward_pass_in_half_and_keeps_float32_weights(precision, dtype):
+    from lensml.training import ArraySplit, LoopSettings, TrainState, fit
+
+    rng = np.random.default_rng(1)
+    images = rng.normal(size=(256, 1, 4, 4)).astype(np.float32)
+    targets = (images.reshape(256, -1)[:, :2] * 0.5).astype(np.float32)  # learnable: two of the pixels
+    train, val = ArraySplit(images, targets, np.arange(192)), ArraySplit(images, targets, np.arange(192, 256))
+    torch.manual_seed(0)
+    model = _Recorder()
+    settings = LoopSettings(epochs=20, batch_size=32, lr=2e-2, loss="mse", seed=0, schedule="constant",
+                            precision=precision)
+    state = fit(model, train, val, settings, torch.device("cpu"), TrainState(), torch.optim.Adam(model.parameters()),
+                lambda *_: None, progress=False)
+    assert set(model.dtypes) == {dtype}
+    assert model.linear.weight.dtype == torch.float32
+    assert state.history[-1]["val_loss"] < 0.1 * state.history[0]["val_loss"]  # it learns in every precision
+
+
+def test_precision_is_a_training_setting():
+    assert build_config(None, {"precision": "bf16"}).precision == "bf16"
+    with pytest.raises(BadInputError, match="precision"):
+        build_config(None, {"precision": "fp8"})

@@ -145,6 +145,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--patience", type=_positive_int,
                        help="stop when the validation loss has not improved for this many epochs (--epochs stays the cap)")
     train.add_argument("--batch-size", type=_positive_int)
+    train.add_argument("--precision", choices=("fp32", "bf16", "fp16"),
+                       help="automatic mixed precision for GPU training: bf16, or fp16 with loss scaling (default fp32)")
     train.add_argument("--lr", type=float, help="learning rate (Adam)")
     train.add_argument("--loss", choices=("mse", "mae"))
     train.add_argument("--targets", nargs="+", help="data.json keys to learn (default g1 g2)")
@@ -233,8 +235,10 @@ def build_parser() -> argparse.ArgumentParser:
     surveys = sub.add_parser("surveys", help="list the surveys: bands, pixel scale, cutout size, mask value")
     surveys.set_defaults(run=_run_surveys)
 
-    models = sub.add_parser("models", help="list the architectures")
+    models = sub.add_parser("models", help="list the architectures, or the trained models that come with lensml")
     models.add_argument("--task", choices=("shear", "lens"))
+    models.add_argument("--pretrained", action="store_true",
+                        help="list the trained models that come with lensml (use them as -m pretrained:NAME)")
     models.set_defaults(run=_run_models)
 
     quick = sub.add_parser("quickstart", help="simulate, train and evaluate a small shear set end to end")
@@ -397,6 +401,9 @@ def _run_models(args: argparse.Namespace) -> None:
     from .io.tables import format_table
     from .models import count_parameters, list_models
 
+    if args.pretrained:
+        _print_pretrained(args.task)
+        return
     rows = []
     for spec in list_models(args.task):
         params = count_parameters(spec.builder(**spec.defaults))
@@ -404,6 +411,16 @@ def _run_models(args: argparse.Namespace) -> None:
         rows.append([spec.name, spec.task, "+".join(spec.inputs), size, f"{params:,}", spec.description])
     print(format_table(["name", "task", "inputs", "default size", "params at it", "description"], rows))
     print("Networks size themselves to the training data (lens finders: any bands and cutout size).")
+
+
+def _print_pretrained(task: str | None) -> None:
+    from .io.tables import format_table
+    from .pretrained import PREFIX, catalogue
+
+    rows = [[PREFIX + name, entry["task"], entry["arch"], entry["trained_on"], entry["scores"]]
+            for name, entry in sorted(catalogue().items()) if task in (None, entry["task"])]
+    print(format_table(["model", "task", "architecture", "trained on", "scores on independent data"], rows))
+    print("Recipes (commands, seeds, lensml version): docs/pretrained.md")
 
 
 def _run_surveys(args: argparse.Namespace) -> None:

@@ -60,6 +60,17 @@ class LoopSettings:
     schedule: str
     augment: Augment | None = None
     patience: int | None = None  # stop after this many epochs without a better validation loss
+    precision: str = "fp32"  # "bf16" or "fp16": automatic mixed precision (fp16 with loss scaling)
+
+
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def autocast(precision: str, device: torch.device):
+    """The mixed-precision context of `precision` on `device` (a no-op for fp32): matrix products and
+    convolutions in half precision, reductions and the loss in float32, weights kept in float32."""
+    dtype = PRECISIONS[precision]
+    return torch.autocast(device_type=device.type, dtype=dtype or torch.float32, enabled=dtype is not None)
 
 
 def epochs_since_best(history: list[dict]) -> int:
@@ -135,18 +146,23 @@ def _prefetched(batches: Iterator[tuple[torch.Tensor, torch.Tensor]]) -> Iterato
 
 
 def _to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
+    if device.type == "cuda":  # page-locked, so the copy below overlaps the GPU's work
+        x = x.pin_memory()
     x = x.to(device, non_blocking=True)
     return x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x
 
 
 @torch.inference_mode()
-def mean_loss(model: nn.Module, data: ArraySplit, loss_fn: nn.Module, batch_size: int, device: torch.device) -> float:
+def mean_loss(model: nn.Module, data: ArraySplit, loss_fn: nn.Module, batch_size: int, device: torch.device,
+              precision: str = "fp32") -> float:
     """Mean loss over `data`; in a DDP run each process scores its share and the sums are pooled."""
     model.eval()
     share = np.arange(len(data))[distributed.group().part(len(data))]
     total = 0.0
     for xb, yb in _prefetched(data.batches(_batch_rows(len(share), batch_size, share))):
-        total += float(loss_fn(model(_to_device(xb, device)), yb.to(device))) * len(xb)
+        with autocast(precision, device):
+            output = model(_to_device(xb, device))
+        total += float(loss_fn(output.float(), yb.to(device))) * len(xb)
     total, n = distributed.all_sum([total, float(len(share))], device)
     return total / max(n, 1)
 
@@ -173,6 +189,7 @@ def fit(
         raise BadInputError(f"{len(train)} training images for {group.world} process(es); each needs at least two")
     model.to(device).to(memory_format=torch.channels_last)
     stepper = distributed.wrap(model, device)
+    scaler = torch.amp.GradScaler(device.type, enabled=settings.precision == "fp16")
     for epoch in range(state.epoch, settings.epochs):
         if settings.patience is not None and epochs_since_best(state.history) >= settings.patience:
             state.stopped_early = True
@@ -207,10 +224,13 @@ def fit(
             # DDP averages gradients over processes; weighting each process's mean by its share makes
             # the step the one for the mean over the whole batch.
             weight = len(xb) * group.world / batch_total
-            loss = loss_fn(stepper(_to_device(xb, device)), yb.to(device))
+            with autocast(settings.precision, device):
+                output = stepper(_to_device(xb, device))
+            loss = loss_fn(output.float(), yb.to(device))
             optimizer.zero_grad(set_to_none=True)
-            (loss * weight).backward()
-            optimizer.step()
+            scaler.scale(loss * weight).backward()
+            scaler.step(optimizer)
+            scaler.update()
             total += float(loss.detach()) * len(xb)
             seen += len(xb)
             bar.update(batch_total)
@@ -219,7 +239,7 @@ def fit(
         total, seen = distributed.all_sum([total, float(seen)], device)
         row = {"epoch": epoch + 1, "lr": lr, "train_loss": total / seen, "seconds": time.perf_counter() - started}
         if val is not None and len(val):
-            row["val_loss"] = mean_loss(model, val, loss_fn, settings.batch_size, device)
+            row["val_loss"] = mean_loss(model, val, loss_fn, settings.batch_size, device, settings.precision)
         monitored = row.get("val_loss", row["train_loss"])
         improved = monitored < state.best_val_loss
         if improved:

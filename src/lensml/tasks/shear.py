@@ -8,7 +8,8 @@ from typing import Any, Mapping, Sequence
 from ..errors import BadInputError
 from .base import Task
 
-TRAIN = ("arch", "epochs", "batch_size", "lr", "val_fraction", "seed", "augment", "schedule", "device", "patience")
+TRAIN = ("arch", "epochs", "batch_size", "lr", "val_fraction", "seed", "augment", "schedule", "device", "patience",
+         "precision")
 
 
 class ShearTask(Task):

@@ -17,7 +17,7 @@ from ..errors import BadInputError
 from ..inference import predict_array
 from ..io.manifest import read_manifest
 from ..metrics.shear import shear_bias
-from ..modelfile import load_model, model_path, save_model
+from ..modelfile import load_model, save_model, writable_model_path
 from ..device import resolve_device
 from ..identity import DataIdentity, held_out, manifest_identity
 from ..report import report
@@ -58,4 +58,4 @@ def calibrate_from_manifest(manifest_path: str, model_file: str, device: str = "
         raise BadInputError(f"{manifest.path}: {len(manifest)} entries; calibration needs at least {MIN_CALIBRATION}")
     images = load_stamps(manifest, info.inputs, info.norm, shape=info.image_size, progress=progress)
     targets = manifest.targets(info.targets)
-    return calibrate_model(model_path(model_file), images, targets, data, device)
+    return calibrate_model(writable_model_path(model_file), images, targets, data, device)

@@ -9,7 +9,7 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import BadInputError
-from ..modelfile import ModelInfo, load_model, model_path, save_model
+from ..modelfile import ModelInfo, load_model, save_model, writable_model_path
 from ..report import report
 
 
@@ -51,6 +51,6 @@ def make_ensemble(model_files: Sequence[str], out: str) -> Path:
     net = info.build()
     for member, trained_net in zip(net.members, nets):
         member.load_state_dict(trained_net.state_dict())
-    path = save_model(model_path(out), net, info)
+    path = save_model(writable_model_path(out), net, info)
     report(f"wrote {path}: a committee of {len(members)} ({', '.join(m['arch'] for m in members)})")
     return path

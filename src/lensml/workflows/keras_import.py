@@ -9,7 +9,7 @@ import numpy as np
 
 from ..errors import BadInputError
 from ..io.keras_h5 import read_keras_h5
-from ..modelfile import ModelInfo, save_model
+from ..modelfile import ModelInfo, save_model, writable_model_path
 from ..models import get_spec
 from ..models.keras_import import load_keras_weights
 from ..report import report
@@ -36,7 +36,7 @@ def import_keras(h5_path: str, arch: str, out: str, config_path: str | None = No
     net = info.build()
     load_keras_weights(net, layers, (channels, height, width))
     info.training = {"imported_from": str(Path(h5_path).name), "keras_layers": len(layers)}
-    path = save_model(out, net, info)
+    path = save_model(writable_model_path(out), net, info)
     report(f"imported {len(layers)} Keras layers into {arch} ({height}x{width}x{channels}); wrote {path}")
     return path
 

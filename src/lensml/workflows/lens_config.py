@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..config import read_config_file, replace_from, require
-from ..training import SCHEDULES
+from ..training import PRECISIONS, SCHEDULES
 
 NORMS = ("zscale", "minmax", "none")
 
@@ -25,12 +25,14 @@ class LensTrainConfig:
     schedule: str = "constant"
     weight_decay: float = 0.0
     patience: int | None = None  # early stopping: epochs without a better validation loss
+    precision: str = "fp32"  # automatic mixed precision: bf16, or fp16 with loss scaling (GPU training)
     device: str = "auto"
 
     def __post_init__(self) -> None:
         checks = [
             (self.epochs > 0, f"epochs must be positive, got {self.epochs}"),
             (self.patience is None or self.patience > 0, f"patience must be positive, got {self.patience}"),
+            (self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}"),
             (self.batch_size > 0, f"batch size must be positive, got {self.batch_size}"),
             (self.lr > 0, f"learning rate must be positive, got {self.lr}"),
             (0 < self.val_fraction < 1, f"validation fraction must be in (0, 1), got {self.val_fraction}"),

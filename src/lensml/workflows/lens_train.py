@@ -13,7 +13,7 @@ from ..data.lens_set import CUTOUTS, load_lens_set
 from ..errors import BadInputError
 from ..device import resolve_device
 from ..metrics.probability import fit_temperature, log_loss
-from ..modelfile import ModelInfo, load_model, model_path, save_model
+from ..modelfile import ModelInfo, load_model, save_model, writable_model_path
 from ..report import report
 from ..models import get_spec
 from ..surveys import get_survey
@@ -29,7 +29,7 @@ def train_lens(data_dir: str, model: str, config: LensTrainConfig, remove: bool 
     if spec.task != "lens":
         raise BadInputError(f"{config.arch} is a {spec.task} architecture; a challenge folder needs a lens finder "
                             "(`lensml models --task lens`)")
-    out = model_path(model)
+    out = writable_model_path(model)
     if remove:
         remove_model(out)
     with distributed.main_first():  # one process builds the packed cache, the others then read it
@@ -46,6 +46,7 @@ def train_lens(data_dir: str, model: str, config: LensTrainConfig, remove: bool 
     )
     settings = LoopSettings(epochs=config.epochs, batch_size=config.batch_size, lr=config.lr, loss="bce",
                             seed=config.seed, schedule=config.schedule, patience=config.patience,
+                            precision=config.precision,
                             augment=augment_batch if config.augment else None)
     identity = lens_identity(data)
     targets = data.labels.astype("float64")[:, None]

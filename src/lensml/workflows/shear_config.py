@@ -8,7 +8,7 @@ from typing import Any
 
 from ..config import read_config_file, replace_from, require
 from ..errors import BadInputError
-from ..training import LOSSES, SCHEDULES
+from ..training import LOSSES, PRECISIONS, SCHEDULES
 
 # LensNet config key -> lensml setting (None: accepted, nothing to set; see README).
 LENSNET_KEYS: dict[str, str | None] = {
@@ -50,6 +50,7 @@ class ShearTrainConfig:
     schedule: str = "cosine"
     weight_decay: float = 0.0
     patience: int | None = None  # early stopping: epochs without a better validation loss
+    precision: str = "fp32"  # automatic mixed precision: bf16, or fp16 with loss scaling (GPU training)
     device: str = "auto"
     image_size: tuple[int, int] | None = None  # expected stamp size; None: take it from the data
 
@@ -59,6 +60,7 @@ class ShearTrainConfig:
         checks = [
             (self.epochs > 0, f"epochs must be positive, got {self.epochs}"),
             (self.patience is None or self.patience > 0, f"patience must be positive, got {self.patience}"),
+            (self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}"),
             (self.batch_size > 0, f"batch size must be positive, got {self.batch_size}"),
             (self.lr > 0, f"learning rate must be positive, got {self.lr}"),
             (self.loss in LOSSES and self.loss != "bce", f"loss must be mse or mae, got {self.loss!r}"),
@@ -66,6 +68,7 @@ class ShearTrainConfig:
             (0 <= self.val_fraction < 1, f"validation fraction must be in [0, 1), got {self.val_fraction}"),
             (self.schedule in SCHEDULES, f"schedule must be one of {', '.join(SCHEDULES)}"),
             (self.target in (None, *SHEAR_TARGETS), f"target must be one of {', '.join(SHEAR_TARGETS)}, got {self.target!r}"),
+            (not self.metacal or set(self.targets) == {"g1", "g2"}, "--metacal trains on the targets g1 g2 only"),
             (self.learned == "shear" or set(self.targets) == {"g1", "g2"},
              "the shape target replaces g1 and g2: train it with targets g1 g2"),
         ]

@@ -12,7 +12,7 @@ from .. import distributed
 from ..data.transforms import SPIN2_COMPONENT, random_d4
 from ..errors import BadInputError
 from ..io.manifest import Manifest, read_manifest
-from ..modelfile import ModelInfo, model_path
+from ..modelfile import ModelInfo, writable_model_path
 from ..models import get_spec
 from ..training import LoopSettings
 from .calibration import MIN_CALIBRATION, calibrate_model
@@ -63,7 +63,7 @@ def train_shear(
     spec = get_spec(config.arch)
     if spec.task != "shear":
         raise BadInputError(f"{config.arch} is a {spec.task} architecture; a data.json needs a shear one")
-    out = model_path(model)
+    out = writable_model_path(model)
     if remove:
         remove_model(out)
     manifest = read_manifest(manifest_path, required=config.targets)
@@ -86,7 +86,8 @@ def train_shear(
     )
     settings = LoopSettings(
         epochs=config.epochs, batch_size=config.batch_size, lr=config.lr, loss=config.loss, seed=config.seed,
-        schedule=config.schedule, patience=config.patience, augment=partial(random_d4, names=config.targets) if config.augment else None,
+        schedule=config.schedule, patience=config.patience, precision=config.precision,
+        augment=partial(random_d4, names=config.targets) if config.augment else None,
     )
     data = manifest_identity(manifest)
     train_network(out, info, images, targets, val_idx, settings, config.to_dict(), data,
