@@ -40,6 +40,9 @@ def _metacal_images(manifest: Manifest, spec, config: ShearTrainConfig, progress
         raise BadInputError(f"--metacal needs an architecture that takes the PSF image; {spec.name} does not")
     raw = load_stamps(manifest, ("galaxy", "psf"), "none", shape=config.image_size, progress=progress)
     sigma = np.array([entry.get("noise_sigma", 0.0) for entry in manifest.entries], dtype=float)
+    if any("snr" in e and "noise_sigma" not in e for e in manifest.entries):
+        report(f"note: {manifest.path} has noisy stamps without a recorded noise_sigma; they get no metacal noise "
+               "correction (simulate them again with this lensml to record it)")
     device = resolve_device(config.device)
     return metacal_training_inputs(spec.inputs, spec.norm, raw[:, 0], raw[:, 1], sigma, config.seed, device, progress)
 
