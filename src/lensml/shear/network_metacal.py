@@ -26,6 +26,9 @@ from ..modelfile import ModelInfo
 from .metacal import DEFAULT_DELTA, METACAL_TYPES, metacal_images, response_from_estimates
 
 CHUNK = 256  # stamps per metacal call
+# The network reads float32, and float32 counterfactuals (1e-6 of the peak) move its paired m on the
+# noise-free reference set by 2e-6 (its error there: 3e-4), at 1.6x the speed of float64.
+COMPUTE_DTYPE = torch.float32
 NOISE_STREAM = 0x3E7A  # seeds the correction noise: numpy generator (NOISE_STREAM, seed, key)
 
 
@@ -44,7 +47,7 @@ def metacal_network_inputs(inputs: Sequence[str], norm: str, galaxies: np.ndarra
     gal = torch.from_numpy(np.ascontiguousarray(galaxies, dtype=np.float64)).to(device)
     psf = torch.from_numpy(np.ascontiguousarray(psfs, dtype=np.float64)).to(device)
     noise_t = None if noise is None else torch.from_numpy(np.asarray(noise, np.float64)).to(device)
-    mc = metacal_images(gal, psf, delta, noise=noise_t, recentre=True, types=types)
+    mc = metacal_images(gal, psf, delta, noise=noise_t, recentre=True, types=types, compute_dtype=COMPUTE_DTYPE)
     b, n_types = mc.images.shape[:2]
     channels = {"galaxy": mc.images, "psf": mc.reconv_psf[:, None].expand(-1, n_types, -1, -1)}
     x = torch.stack([channels[k] for k in inputs], 2)
