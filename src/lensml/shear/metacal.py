@@ -101,34 +101,31 @@ def psf_adaptive_moments(psf_images: Tensor, iterations: int = _ADMOM_ITERATIONS
     """
     unique, inverse = torch.unique(psf_images.to(torch.float64).flatten(1), dim=0, return_inverse=True)
     full = unique.reshape(-1, *psf_images.shape[-2:])
-    start = _moments_about_centre(full)
+    start = _moments_of(full.flatten(1), _second_moment_products(full))
     size = (0.5 * (start[:, 0] + start[:, 2])).clamp_min(0.25)  # round, unweighted start
     # the weight falls below e^-18 beyond 6 unweighted sigmas (wider than the core): crop there
     psf = _central_crop(full, 6.0 * float(size.max().sqrt()) + 2.0)
-    y = _centred_coords(psf.shape[-2], psf)[:, None]
-    x = _centred_coords(psf.shape[-1], psf)[None, :]
-    prods = torch.stack(torch.broadcast_tensors(x * x, x * y, y * y)).flatten(1)  # (3, h w)
+    prods = _second_moment_products(psf)
     psf = psf.flatten(1)
-
-    def moments_of(weighted: Tensor) -> Tensor:
-        return (weighted[:, None, :] * prods).sum(-1) / weighted.sum(-1, keepdim=True)
-
     moments = torch.stack([size, torch.zeros_like(size), size], dim=-1)
     for _ in range(iterations):
         m_xx, m_xy, m_yy = moments[:, :, None].unbind(1)
         chi2 = (m_yy * prods[0] - 2.0 * m_xy * prods[1] + m_xx * prods[2]) / (m_xx * m_yy - m_xy**2)
-        moments = 2.0 * moments_of(psf * torch.exp(-0.5 * chi2))
+        moments = 2.0 * _moments_of(psf * torch.exp(-0.5 * chi2), prods)
     m_xx, m_xy, m_yy = moments[inverse].unbind(-1)
     return torch.stack([torch.stack([m_xx, m_xy], -1), torch.stack([m_xy, m_yy], -1)], -2)
 
 
-def _moments_about_centre(images: Tensor) -> Tensor:
-    """(B, 3): unweighted xx, xy, yy second moments of (B, H, W) about the true centre."""
+def _second_moment_products(images: Tensor) -> Tensor:
+    """(3, H W): x x, x y and y y about the true centre of (..., H, W) images, flattened."""
     y = _centred_coords(images.shape[-2], images)[:, None]
     x = _centred_coords(images.shape[-1], images)[None, :]
-    flux = images.sum((-2, -1))
-    sums = [(images * x * x).sum((-2, -1)), (images * x * y).sum((-2, -1)), (images * y * y).sum((-2, -1))]
-    return torch.stack(sums, -1) / flux[:, None]
+    return torch.stack(torch.broadcast_tensors(x * x, x * y, y * y)).flatten(1)
+
+
+def _moments_of(weighted: Tensor, prods: Tensor) -> Tensor:
+    """(B, 3): xx, xy, yy second moments of flattened (B, H W) light, given `_second_moment_products`."""
+    return (weighted[:, None, :] * prods).sum(-1) / weighted.sum(-1, keepdim=True)
 
 
 def _central_crop(images: Tensor, half_width: float) -> Tensor:
