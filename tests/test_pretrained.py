@@ -66,6 +66,8 @@ def test_pretrained_models_are_read_only_and_unknown_names_are_one_line(tmp_path
     assert run("train", "-i", data, "-m", "pretrained:shear_net_ground", "--epochs", 1) == 2
     assert "read-only" in capsys.readouterr().err
     assert run("train", "-i", data, "-m", "pretrained:shear_net_ground", "--epochs", 1, "-r") == 2
+    assert run("train", "-i", data, "-m", shipped, "--epochs", 1) == 2  # named by its path
+    assert "read-only" in capsys.readouterr().err
     assert run("predict", "-i", data / "gal_0.fits", "--psf", data / "psf_0.fits", "-m", "pretrained:nope") == 2
     assert "models --pretrained" in capsys.readouterr().err
     assert run("predict", "-i", data / "gal_0.fits", "--psf", data / "psf_0.fits", "-m",

@@ -86,12 +86,14 @@ def model_path(path: str | os.PathLike) -> Path:
 
 
 def writable_model_path(path: str | os.PathLike) -> Path:
-    """`model_path` for a file to create or update: never one of the models that come with lensml."""
-    from .pretrained import is_pretrained_name
+    """`model_path` for a file to create or update: never one of the models that come with lensml,
+    named as `pretrained:NAME` or by its path. Every writer of model files goes through here."""
+    from .pretrained import is_shipped_file
 
-    if is_pretrained_name(path):
+    resolved = model_path(path)
+    if is_shipped_file(resolved):
         raise BadInputError(f"{path} comes with lensml and is read-only; give a path of your own to -m/-o")
-    return model_path(path)
+    return resolved
 
 
 def encode_header(info: ModelInfo) -> dict[str, str]:
@@ -104,10 +106,6 @@ def save_tensors(path: Path, tensors: dict[str, torch.Tensor], header: dict[str,
     The bytes are written by Python, not by safetensors' own writer, so a full disk is an OSError
     with its usual message rather than a library-specific error.
     """
-    from .pretrained import is_shipped_file
-
-    if is_shipped_file(path) or is_shipped_file(path.with_name(path.name.replace(".ckpt", ""))):
-        raise BadInputError(f"{path.name} is a model that comes with lensml and is not written over; give another -m")
     clean = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
     data = save(clean, metadata=header)
     with atomic_path(path) as tmp:
