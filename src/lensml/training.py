@@ -113,19 +113,24 @@ class ArraySplit:
             x[k] = self.images[picked[k]]
         return torch.from_numpy(x), torch.from_numpy(np.asarray(self.targets[picked], dtype=np.float32))
 
-    def batches(self, row_batches: Iterable[np.ndarray]) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """`batch` for each of `row_batches`, through three reusable buffers.
+    def batches(self, row_batches: Iterable[np.ndarray], pin: bool = False) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """`batch` for each of `row_batches`, through three reusable buffers (page-locked with `pin`,
+        so copies to a GPU run without blocking, and the buffers are pinned once, not every batch).
 
         Safe for `_prefetched` consumers: at most two batches are alive at once there (the one the
         model works on and the one being prepared), so the buffer being filled is never in use.
         """
         buffers: list[np.ndarray] = []
+
+        def new_buffer(n: int) -> np.ndarray:
+            return torch.empty((n, *self.images.shape[1:]), dtype=torch.float32, pin_memory=pin).numpy()
+
         for k, rows in enumerate(row_batches):
             if len(buffers) < 3:
-                buffers.append(np.empty((len(rows), *self.images.shape[1:]), dtype=np.float32))
+                buffers.append(new_buffer(len(rows)))
             buffer = buffers[k % 3]
             if len(buffer) < len(rows):
-                buffer = buffers[k % 3] = np.empty((len(rows), *self.images.shape[1:]), dtype=np.float32)
+                buffer = buffers[k % 3] = new_buffer(len(rows))
             yield self.batch(rows, buffer)
 
 
@@ -146,8 +151,6 @@ def _prefetched(batches: Iterator[tuple[torch.Tensor, torch.Tensor]]) -> Iterato
 
 
 def _to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
-    if device.type == "cuda":  # page-locked, so the copy below overlaps the GPU's work
-        x = x.pin_memory()
     x = x.to(device, non_blocking=True)
     return x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x
 
@@ -159,7 +162,7 @@ def mean_loss(model: nn.Module, data: ArraySplit, loss_fn: nn.Module, batch_size
     model.eval()
     share = np.arange(len(data))[distributed.group().part(len(data))]
     total = 0.0
-    for xb, yb in _prefetched(data.batches(_batch_rows(len(share), batch_size, share))):
+    for xb, yb in _prefetched(data.batches(_batch_rows(len(share), batch_size, share), pin=device.type == "cuda")):
         with autocast(precision, device):
             output = model(_to_device(xb, device))
         total += float(loss_fn(output.float(), yb.to(device))) * len(xb)
@@ -213,7 +216,8 @@ def fit(
             shared = [rows for rows in _batch_rows(len(train), settings.batch_size, order)
                       if len(rows) >= 2 * group.world]
             parts = [group.part(len(rows)) for rows in shared]
-            for rows, part, (xb, yb) in zip(shared, parts, train.batches(r[p] for r, p in zip(shared, parts))):
+            batches = train.batches((r[p] for r, p in zip(shared, parts)), pin=device.type == "cuda")
+            for rows, part, (xb, yb) in zip(shared, parts, batches):
                 if settings.augment is not None:
                     xb, yb = settings.augment(xb, yb, generator, BatchPart(len(rows), part.start, part.stop))
                 yield xb, yb, len(rows)
