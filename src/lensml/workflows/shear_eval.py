@@ -34,10 +34,11 @@ def _require_shear(info: ModelInfo, model_file: str) -> None:
 
 
 def _stamp_channels(manifest: Manifest, info: ModelInfo, indices: list[int], with_psf: bool, progress: bool):
-    """Raw galaxy (and PSF) stamps once, plus the model's normalised input built from them."""
+    """Raw galaxy (and PSF) stamps once, plus the model's normalised input built from them (None for
+    a metacal model, which only ever sees metacal images)."""
     keys = list(dict.fromkeys(["galaxy", *(["psf"] if with_psf else []), *info.inputs]))
     raw = load_stamps(manifest, keys, "none", indices=indices, shape=info.image_size, progress=progress)
-    x = normalise(raw[:, [keys.index(k) for k in info.inputs]], info.norm)
+    x = None if info.metacal else normalise(raw[:, [keys.index(k) for k in info.inputs]], info.norm)
     return raw, keys, x
 
 
