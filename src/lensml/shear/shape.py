@@ -29,13 +29,12 @@ def sheared_shape(eps_int: np.ndarray, g: np.ndarray) -> np.ndarray:
 def shape_from_entries(entries: list[dict]) -> np.ndarray:
     """(N, 2) sheared shapes from data.json truth: intrinsic distortion `e_int` at `beta_int_deg`
     (lensml's simulator) or shear-type components `e_int1`, `e_int2`, and the reduced shear g1, g2."""
-    out = np.empty((len(entries), 2))
+    eps_int = np.empty((len(entries), 2))
     for row, entry in enumerate(entries):
         if "e_int1" in entry:
-            eps_int = (entry["e_int1"], entry["e_int2"])
+            eps_int[row] = entry["e_int1"], entry["e_int2"]
         else:
             size = distortion_to_shear(entry["e_int"])
             angle = 2.0 * np.deg2rad(entry["beta_int_deg"])
-            eps_int = (size * np.cos(angle), size * np.sin(angle))
-        out[row] = sheared_shape(np.array([eps_int]), np.array([[entry["g1"], entry["g2"]]]))[0]
-    return out
+            eps_int[row] = size * np.cos(angle), size * np.sin(angle)
+    return sheared_shape(eps_int, np.array([[entry["g1"], entry["g2"]] for entry in entries], dtype=float))
