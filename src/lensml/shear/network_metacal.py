@@ -32,9 +32,13 @@ COMPUTE_DTYPE = torch.float32
 NOISE_STREAM = 0x3E7A  # seeds the correction noise: numpy generator (NOISE_STREAM, seed, key)
 
 
-def correction_noise(shape: tuple[int, int], noise_sigma: np.ndarray, keys: Sequence[int], seed: int = 0) -> np.ndarray:
+def correction_noise(shape: tuple[int, int], noise_sigma: np.ndarray, keys: Sequence[int],
+                     seed: int = 0) -> np.ndarray | None:
     """Gaussian noise images (B, H, W) of each stamp's sigma, one realisation per key (so stamps that
-    share a key, e.g. the two members of a pair, get the same one); 0 where sigma is 0."""
+    share a key, e.g. the two members of a pair, get the same one); 0 where sigma is 0, and None
+    (no correction) where every sigma is."""
+    if not np.any(np.asarray(noise_sigma) > 0):
+        return None
     draws = [np.random.default_rng([NOISE_STREAM, int(seed), int(k)]).standard_normal(shape) for k in keys]
     return np.stack(draws) * np.asarray(noise_sigma, float)[:, None, None]
 
@@ -63,8 +67,7 @@ def metacal_training_inputs(inputs: Sequence[str], norm: str, galaxies: np.ndarr
     for start in tqdm(range(0, len(galaxies), CHUNK), desc="metacal images", unit="chunk", disable=not progress,
                       leave=False):
         stop = min(start + CHUNK, len(galaxies))
-        sigma = noise_sigma[start:stop]
-        noise = correction_noise(galaxies.shape[-2:], sigma, range(start, stop), seed) if np.any(sigma > 0) else None
+        noise = correction_noise(galaxies.shape[-2:], noise_sigma[start:stop], range(start, stop), seed)
         out[start:stop] = metacal_network_inputs(inputs, norm, galaxies[start:stop], psfs[start:stop], device,
                                                  noise, types=("noshear",))[:, 0]
     return out
@@ -85,9 +88,8 @@ def network_metacal(net: torch.nn.Module, info: ModelInfo, galaxies: np.ndarray,
     cols = [info.targets.index("g1"), info.targets.index("g2")]
     for start in tqdm(range(0, n, CHUNK), desc="metacal", unit="chunk", disable=not progress, leave=False):
         stop = min(start + CHUNK, n)
-        noise = None
-        if noise_sigma is not None and np.any(np.asarray(noise_sigma[start:stop]) > 0):
-            noise = correction_noise(galaxies.shape[-2:], noise_sigma[start:stop], keys[start:stop])
+        noise = None if noise_sigma is None else correction_noise(galaxies.shape[-2:], noise_sigma[start:stop],
+                                                                 keys[start:stop])
         x = metacal_network_inputs(info.inputs, info.norm, galaxies[start:stop], psfs[start:stop], device, noise,
                                    delta=delta)
         b, types = x.shape[:2]
