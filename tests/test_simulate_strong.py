@@ -90,6 +90,31 @@ def test_render_matches_lenstronomy_pixel_by_pixel(tolerance):
     assert np.abs(source[0].numpy() - _lenstronomy_image(config, alone)).max() < 2e-3 * peak
 
 
+@pytest.mark.parametrize("kind", strong.LOOKALIKE_KINDS)
+def test_lookalike_non_lenses_are_unlensed_light(kind):
+    """Companions, mergers and knot rings, as drawn, are lenstronomy's image of the same light with
+    no lens at all: the look-alikes carry no lensing signal a finder could learn from."""
+    config = surveys.strong_config("space")
+    scene = next(s for s in (strong.draw_scene(config, 3, i, 0.0) for i in range(300)) if s.kind == kind)
+    assert scene.flux[1].sum() > 0 and scene.theta_e == 0
+    with strong.render_context():
+        ours, _ = strong.StrongRenderer(config).render(strong.stack_scenes([scene]))
+    reference = _lenstronomy_image(config, scene)  # its SIE with theta_E 0 and shear 0 deflects nothing
+    assert np.abs(ours[0, 0].numpy() - reference).max() < 2e-3 * reference.max()
+
+
+def test_population_reaches_wide_einstein_radii_and_invisible_sources():
+    """Space lenses span theta_E 0.5-5" log-uniformly, and some sources are too faint to see."""
+    config = surveys.strong_config("space")
+    lenses = [s for s in (strong.draw_scene(config, 9, i, 1.0) for i in range(600))]
+    theta = np.array([s.theta_e for s in lenses])
+    assert theta.min() >= 0.5 and theta.max() <= 5.0 and (theta > 4.0).mean() > 0.05
+    assert np.median(np.log(theta)) == pytest.approx(np.log(np.sqrt(0.5 * 5.0)), abs=0.15)
+    total_source = np.array([s.flux[1 : 2 + config.clumps_max, 0].sum() for s in lenses])
+    faint = -2.5 * np.log10(total_source) > 27.0  # well below the 10-sigma depth of 24.5
+    assert 0.05 < faint.mean() < 0.25
+
+
 def test_sersic_is_caustics_sersic():
     import caustics
 
@@ -110,8 +135,10 @@ def test_scene_kinds_and_units():
     assert kinds == {"lens", *surveys.NONLENS_KINDS}
     for s in scenes:
         source = s.flux[1 : 2 + config.clumps_max].sum()
-        assert (source > 0) == (s.kind in ("lens", "offset_source", "small_mass"))
-        assert (s.theta_e == 0) == (s.kind == "field")
+        assert (source > 0) == (s.kind not in ("no_source", "field"))
+        assert (s.theta_e == 0) == (s.kind in ("field", *strong.LOOKALIKE_KINDS))
+        if s.kind in strong.LOOKALIKE_KINDS:  # no lensing at all: no mass, no external shear
+            assert np.all(s.mass[4:] == 0)
     # lenses and non-lenses share deflectors: only the source decides the label
     a, b = strong.draw_scene(config, 5, 7, 0.0), strong.draw_scene(config, 5, 7, 1.0)
     assert not a.is_lens and b.is_lens

@@ -5,6 +5,10 @@ light), an elliptical Sersic source with up to `clumps_max` compact Sersic clump
 to `neighbours_max` unlensed field objects. Non-lenses use the same deflectors and field objects;
 only the source differs (absent, offset beyond the caustic, behind a deflector too light to split
 it, or no deflector at all), so a classifier has to find arcs rather than bright or red galaxies.
+Three more non-lens kinds are look-alikes with no lensing at all (mass and shear zero, the source
+slots drawn unlensed): a blue companion beside the deflector, half of them tangential and
+arc-like; a merger with a second galaxy of the deflector's colour; star-forming knots on a ring or
+spiral around the galaxy.
 
 Every random number of scene `ID` comes from numpy's generator seeded with (seed, ID), drawn in a
 fixed order whatever the scene's kind, so any scene can be redrawn alone and the lens and
@@ -36,6 +40,7 @@ STAR_RE_PIXELS = 0.4  # half-light radius of compact field objects, in pixels
 FINE_CHUNK = 32768  # supersampled pixels evaluated at once (bounds memory)
 EXPONENT_FLOOR = 80.0
 CHUNK_POINTS = 131072  # points per chain of element-wise operations (fits in a core's cache)
+LOOKALIKE_KINDS = ("companion", "merger", "ring")  # non-lenses without any lensing mass
 
 
 def n_slots(config: StrongSimConfig) -> int:
@@ -82,10 +87,10 @@ def draw_scene(config: StrongSimConfig, seed: int, image_id: int, lens_fraction:
     u_lens, u_kind = rng.random(2)
     is_lens = bool(u_lens < lens_fraction)
     shares = np.cumsum(config.nonlens_mix) / sum(config.nonlens_mix)
-    kind = "lens" if is_lens else NONLENS_KINDS[min(int(np.searchsorted(shares, u_kind, side="right")), 3)]
+    kind = "lens" if is_lens else NONLENS_KINDS[min(int(np.searchsorted(shares, u_kind, side="right")), len(NONLENS_KINDS) - 1)]
 
     # deflector
-    theta_e = float(uniform(config.theta_e))
+    theta_e = float(loguniform(config.theta_e))
     cx, cy = rng.uniform(-0.5, 0.5, 2) * scale
     q_mass, phi_mass = uniform(config.lens_q), rng.uniform(0.0, math.pi)
     gamma, phi_gamma = rng.uniform(0.0, config.shear_max), rng.uniform(0.0, math.pi)
@@ -107,7 +112,7 @@ def draw_scene(config: StrongSimConfig, seed: int, image_id: int, lens_fraction:
     clump_col = rng.normal(0.0, 0.15, (k, nb))
     small_theta = float(uniform(config.small_theta_e))
     # central field galaxy (kind "field")
-    field_light = [rng.uniform(0.8, 2.5), loguniform(config.field_re), rng.uniform(0.25, 0.95), rng.uniform(0, math.pi)]
+    field_light = [rng.uniform(0.8, 2.5), loguniform(config.field_re), rng.uniform(0.1, 0.95), rng.uniform(0, math.pi)]  # down to edge-on discs
     field_mag, field_col = uniform(config.field_mag), colours(config.neighbour_colour)
     # field objects
     m = config.neighbours_max
@@ -115,13 +120,20 @@ def draw_scene(config: StrongSimConfig, seed: int, image_id: int, lens_fraction:
     neigh_pos = rng.uniform(-0.95 * half, 0.95 * half, (m, 2))
     neigh_star = rng.random(m) < config.star_fraction
     neigh_re, neigh_n = loguniform(config.neighbour_re, m), rng.uniform(0.5, 4.0, m)
-    neigh_q, neigh_phi = rng.uniform(0.3, 0.99, m), rng.uniform(0.0, math.pi, m)
+    neigh_q, neigh_phi = rng.uniform(0.1, 0.99, m), rng.uniform(0.0, math.pi, m)
     neigh_mag = uniform(config.neighbour_mag, m)
     neigh_col = np.stack([colours(config.neighbour_colour) for _ in range(m)]) if m else np.zeros((0, nb))
     # observation
     u_noisy, noisy = rng.random(), uniform(config.noisy_factor)
     mask = draw_mask(config, rng)
     noise_seed = int(rng.integers(0, 2**63 - 1))
+    # look-alike non-lenses (drawn last, whatever the kind)
+    separation = rng.uniform(0.6, 1.6)  # companion or knot ring radius / theta_E
+    tangential, companion_q = rng.random() < 0.5, rng.uniform(0.15, 0.5)
+    merger_dmag, merger_n, merger_re = rng.uniform(0.0, 1.5), rng.uniform(1.0, 4.0), rng.uniform(0.3, 1.0)
+    merger_separation = rng.uniform(0.3, 1.2)
+    knot_phase, knot_pitch = rng.uniform(0.0, 2.0 * math.pi), rng.uniform(0.0, 0.6)  # pitch 0: a ring
+    knot_jitter = rng.normal(0.0, 0.3, k + 1)
 
     slots = n_slots(config)
     light = np.zeros((slots, 6))
@@ -135,6 +147,8 @@ def draw_scene(config: StrongSimConfig, seed: int, image_id: int, lens_fraction:
         mass_theta = 0.0
     elif kind == "small_mass":
         mass_theta = small_theta
+    elif kind in LOOKALIKE_KINDS:
+        mass_theta, gamma = 0.0, 0.0
     mass = np.array([cx, cy, q_mass, phi_mass, mass_theta, gamma * math.cos(2 * phi_gamma),
                      gamma * math.sin(2 * phi_gamma)])
 
@@ -154,6 +168,28 @@ def draw_scene(config: StrongSimConfig, seed: int, image_id: int, lens_fraction:
         for i in range(n_clumps):
             light[2 + i] = (sx + clump_offset[i, 0], sy + clump_offset[i, 1], 1.0, 0.0, 0.5, clump_re[i])
             flux[2 + i] = total * clump_share[i] * np.power(10.0, -0.4 * clump_col[i])
+    elif kind == "companion":  # a blue galaxy beside the deflector, unlensed
+        angle = src_angle
+        sx, sy = cx + separation * theta_e * math.cos(angle), cy + separation * theta_e * math.sin(angle)
+        total = config.flux(src_mag + src_col)
+        light[1] = (sx, sy, companion_q, angle + math.pi / 2 if tangential else src_phi, src_n, src_re)
+        flux[1] = total * (1.0 - clump_share[:n_clumps].sum())
+        for i in range(n_clumps):
+            light[2 + i] = (sx + clump_offset[i, 0], sy + clump_offset[i, 1], 1.0, 0.0, 0.5, clump_re[i])
+            flux[2 + i] = total * clump_share[i] * np.power(10.0, -0.4 * clump_col[i])
+    elif kind == "merger":  # a second galaxy of the deflector's colour, overlapping it
+        mx = cx + merger_separation * theta_e * math.cos(src_angle)
+        my = cy + merger_separation * theta_e * math.sin(src_angle)
+        light[1] = (mx, my, src_q, src_phi, merger_n, max(lens_re * merger_re, scale))
+        flux[1] = config.flux(lens_mag + merger_dmag + lens_col)
+    elif kind == "ring":  # star-forming knots on a ring (or a spiral arm) around the galaxy
+        total = config.flux(src_mag + src_col)
+        for i in range(k + 1):
+            angle = knot_phase + 2.0 * math.pi * (i + knot_jitter[i] / 2.0) / (k + 1)
+            radius = separation * theta_e * (1.0 + knot_pitch * i / (k + 1))
+            light[1 + i] = (cx + radius * math.cos(angle), cy + radius * math.sin(angle), 1.0, 0.0, 0.5,
+                            2.0 * clump_re[min(i, k - 1)] if k else src_re)
+            flux[1 + i] = total / (k + 1) * np.power(10.0, -0.4 * knot_jitter[i])
     first = 2 + config.clumps_max
     star_re = STAR_RE_PIXELS * scale
     for i in range(n_neigh):

@@ -29,7 +29,10 @@ from ..surveys import Survey, get_survey
 
 Range = tuple[float, float]
 PSF_PROFILES = ("gaussian", "moffat")
-NONLENS_KINDS = ("no_source", "offset_source", "small_mass", "field")
+# Non-lens kinds. The first four differ from a lens only in the source; the last three are hard
+# look-alikes with no lensing at all: a blue galaxy beside the deflector (often tangential, arc-like),
+# a merging pair of similar galaxies, and star-forming knots on a ring or spiral around the galaxy.
+NONLENS_KINDS = ("no_source", "offset_source", "small_mass", "field", "companion", "merger", "ring")
 # Per-band settings: one value per band, in the band order of the files (Band1, Band2, ...).
 PER_BAND = ("psf_fwhm", "noise_sigma")
 COLOURS = ("lens_colour", "source_colour", "neighbour_colour")
@@ -61,13 +64,13 @@ class StrongSimConfig:
     adaptive_tolerance: float = 0.02  # supersample pixels whose centre sample may be off by this many sigma
     mask_fraction: float = 0.0  # share of scenes with a masked region (value mask_value) in one band
     mask_value: float = 100.0
-    theta_e: Range = (0.5, 2.5)  # Einstein radius of the deflector
+    theta_e: Range = (0.5, 5.0)  # Einstein radius of the deflector, log-uniform
     lens_q: Range = (0.5, 0.95)  # axis ratio of the mass; the light follows it within 0.05
     shear_max: float = 0.08  # external shear |gamma| ~ U(0, max)
     lens_mag: Range = (21.8, 24.3)  # deflector magnitude at theta_E = 1"; brighter by 5 log10(theta_E)
     lens_n: Range = (2.5, 5.5)
     lens_re_ratio: Range = (0.4, 1.0)  # deflector half-light radius (major axis) / theta_E
-    source_mag: Range = (22.5, 26.5)  # unlensed source magnitude
+    source_mag: Range = (22.5, 27.5)  # unlensed source magnitude (the faint end: arcs below the noise)
     source_re: Range = (0.08, 0.4)  # source half-light radius, log-uniform
     source_n: Range = (0.5, 2.0)
     source_q: Range = (0.4, 0.95)
@@ -83,7 +86,7 @@ class StrongSimConfig:
     field_mag: Range = (19.5, 23.0)  # non-lens kind "field": a central field galaxy, no deflector
     field_re: Range = (0.3, 1.2)
     small_theta_e: Range = (0.02, 0.08)  # non-lens kind "small_mass": deflector too light to split the source
-    nonlens_mix: tuple[float, ...] = (0.4, 0.3, 0.15, 0.15)  # shares of NONLENS_KINDS among non-lenses
+    nonlens_mix: tuple[float, ...] = (0.25, 0.15, 0.1, 0.1, 0.15, 0.1, 0.15)  # shares of NONLENS_KINDS among non-lenses
     lens_colour: tuple[Range, ...] = ((0.0, 0.0),)
     source_colour: tuple[Range, ...] = ((0.0, 0.0),)
     neighbour_colour: tuple[Range, ...] = ((0.0, 0.0),)
@@ -171,7 +174,7 @@ class StrongSimConfig:
 POPULATIONS: dict[str, dict[str, Any]] = {
     "space": {},  # the StrongSimConfig defaults
     "ground": {
-        "theta_e": (0.8, 3.0), "lens_mag": (21.5, 24.0), "source_mag": (22.5, 25.5), "source_re": (0.1, 0.5),
+        "theta_e": (0.8, 5.0), "lens_mag": (21.5, 24.0), "source_mag": (22.5, 26.5), "source_re": (0.1, 0.5),
         "clump_re": (0.05, 0.12), "neighbour_mag": (20.5, 25.5), "neighbour_re": (0.15, 0.8),
         "field_mag": (18.5, 22.0), "field_re": (0.4, 1.5), "small_theta_e": (0.03, 0.1),
     },
