@@ -117,6 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
     strong.add_argument("--backgrounds", metavar="DIR",
                         help="paint arcs into the real cutouts of DIR (challenge layout): each gives an injected "
                              "lens and an untouched copy as a non-lens; -n takes the first n (default all)")
+    strong.add_argument("--sources", nargs="?", const="hdf", metavar="PATH",
+                        help="real source morphologies: a folder of FITS cutouts or a FITS cube; alone, the "
+                             "galaxies of the Hubble eXtreme Deep Field that scikit-image ships (shapes only)")
     strong.add_argument("--image-size", type=_positive_int, nargs="+", metavar="N",
                         help="cutout size in pixels: N, or ROWS COLUMNS (default: the survey's)")
     strong.add_argument("-n", "--number", type=_positive_int, help="number of scenes")
@@ -296,7 +299,7 @@ def _run_simulate_strong(args: argparse.Namespace) -> None:
     out = simulate_strong(args.survey, args.number, args.output, seed=args.seed, lens_fraction=args.lens_fraction,
                           workers=args.workers, shard=shard, config_overrides=overrides, first_id=args.first_id,
                           catalogue=args.catalogue, progress=not args.quiet, device=args.device,
-                          image_size=_image_size(args.image_size))
+                          image_size=_image_size(args.image_size), sources=args.sources)
     print(f"wrote {args.survey} scenes to {args.output} ({out})")
 
 
@@ -304,7 +307,8 @@ def _run_injection(args: argparse.Namespace) -> None:
     from .simulate.inject import inject_arcs
 
     ignored = [flag for flag, value in (("--survey", args.survey), ("--image-size", args.image_size),
-                                        ("--shard", args.shard), ("--config", args.config)) if value]
+                                        ("--shard", args.shard), ("--config", args.config),
+                                        ("--sources", args.sources)) if value]
     if ignored:
         raise BadInputError(f"{', '.join(ignored)}: not with --backgrounds (the cutouts give the survey and size)")
     labels = inject_arcs(args.backgrounds, args.output, seed=args.seed, first_id=args.first_id, number=args.number,

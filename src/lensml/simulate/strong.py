@@ -285,7 +285,7 @@ class StrongRenderer:
 
     # --- physics -------------------------------------------------------------------------------
 
-    def _raytrace(self, mass: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def raytrace(self, mass: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Source-plane positions (lens equation) of rays through (x, y); mass (K, 7), x and y (K or 1, P)."""
         m = [mass[:, i : i + 1] for i in range(7)]
         m[2] = m[2].clamp(max=1.0 - 1e-4)  # caustics' SIE needs q < 1
@@ -337,7 +337,7 @@ class StrongRenderer:
                 hi = int(ends[min(start + step, traced.numel()) - 1])
                 pairs = lensed_pairs[lo:hi]
                 px, py = (x, y) if shared_grid else (x[t], y[t])
-                bx, by = self._raytrace(batch.mass[owner[t]], px, py)
+                bx, by = self.raytrace(batch.mass[owner[t]], px, py)
                 local = torch.searchsorted(t, rows[pairs])
                 r = rows[pairs]
                 if not shared_grid:
@@ -406,6 +406,18 @@ class StrongRenderer:
         pixel = coarse.add_(laplacian, alpha=1.0 / 24.0)
         pixel.permute(0, 2, 3, 1)[where[:, 0], where[:, 1], where[:, 2]] = fine.mean(-1)
         return self._output(self._convolve_pixels(pixel))
+
+    def convolve_fine(self, fine: torch.Tensor) -> torch.Tensor:
+        """PSF of every channel applied to images (B, n ss, n ss) sampled at the sub-pixel centres
+        (ss = supersampling, 1 when the PSF is not supersampled), then binned: (B, channels, n, n)."""
+        cfg = self.config
+        n, ss, ch = cfg.image_size, cfg.supersampling if cfg.psf_supersampled else 1, self.channels
+        if ss == 1:
+            return self._convolve_pixels(fine[:, None].expand(-1, ch, -1, -1))
+        if self.separable:
+            return _separable(fine[:, None].expand(-1, ch, -1, -1), self.psf_matrix)
+        out = self._fft_convolve(fine[:, None].expand(-1, ch, -1, -1))
+        return out.reshape(*out.shape[:-2], n, ss, n, ss).mean((-3, -1))
 
     def _output(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         image = image.mul_(self.unit)

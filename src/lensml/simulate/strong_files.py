@@ -45,7 +45,8 @@ LABELS_NAME = "classifications.csv"
 PARTS_DIR = ".parts"
 COLUMNS = ("ID", "is_lens", "Einstein_area", "numb_pix_lensed_image", "flux_lensed_image_in_sigma")
 SHARD_CSV = re.compile(r"^classifications\.shard-(\d+)-of-(\d+)\.csv$")
-GUARDED = ("kind", "survey", "survey_definition", "seed", "first_id", "lens_fraction", "batch_size", "config")
+GUARDED = ("kind", "survey", "survey_definition", "seed", "first_id", "lens_fraction", "batch_size", "config",
+           "sources")
 
 
 def simulate_strong(
@@ -63,10 +64,14 @@ def simulate_strong(
     batch_size: int = 64,
     device: str = "cpu",
     image_size: int | tuple[int, int] | None = None,
+    sources: str | None = None,
 ) -> Path:
     """Simulate scenes first_id .. first_id + n - 1 (or one shard of them) of a registered survey into `out_dir`.
 
     `image_size` (N, or (rows, columns)) replaces the survey's usual cutout size.
+
+    `sources` ("hdf", a folder of FITS cutouts or a FITS cube) gives the sources real morphologies
+    (lensml.simulate.real_sources); None keeps Sersic sources with clumps.
 
     `device` renders on a GPU ("cuda", "auto"); images then differ from CPU renders in the last bits.
 
@@ -92,12 +97,19 @@ def simulate_strong(
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise BadInputError(f"{out}: exists and is not a folder")
-    record = {**_record(config, spec, n, seed, first_id, lens_fraction, batch_size), "device": device}
+    bank = None
+    if sources is not None:
+        from .real_sources import load_sources
+
+        bank = load_sources(sources)
+    record = {**_record(config, spec, n, seed, first_id, lens_fraction, batch_size), "device": device,
+              "sources": None if bank is None else {"origin": bank.origin, "galaxies": len(bank), "digest": bank.digest}}
     claim_folder(out, record, guarded=GUARDED, foreign=("Public", LABELS_NAME))
     write_text_atomic(out / FOLDER_SURVEY_FILE, survey_yaml(dataclasses.replace(spec, image_size=config.shape)))
 
     batches = [j for j in range(math.ceil(n / batch_size)) if shard is None or j % shard[1] == shard[0] - 1]
-    job = _Job(config, spec, str(out), int(seed), float(lens_fraction), int(first_id), int(n), int(batch_size), device)
+    job = _Job(config, spec, str(out), int(seed), float(lens_fraction), int(first_id), int(n), int(batch_size), device,
+               bank)
     known = _known_rows(out)
     todo = [j for j in batches if not job.complete(j, known)]
     wanted = [i for j in batches for i in job.ids(j)]
@@ -247,9 +259,9 @@ class _Job:
     """What a worker needs to render and write batch j; picklable, and the renderer built once per process."""
 
     def __init__(self, config: StrongSimConfig, survey: Survey, out: str, seed: int, lens_fraction: float,
-                 first_id: int, n: int, batch_size: int, device: str):
+                 first_id: int, n: int, batch_size: int, device: str, bank: Any = None):
         self.config, self.survey, self.out, self.seed, self.lens_fraction = config, survey, Path(out), seed, lens_fraction
-        self.first_id, self.n, self.batch_size, self.device = first_id, n, batch_size, device
+        self.first_id, self.n, self.batch_size, self.device, self.bank = first_id, n, batch_size, device, bank
         self._renderer = None
 
     def __getstate__(self) -> dict[str, Any]:
@@ -274,7 +286,16 @@ class _Job:
         scenes = [draw_scene(self.config, self.seed, i, self.lens_fraction)
                   for i in range(start, start + self.batch_size)]
         with render_context():
-            clean, source = self._renderer.render(stack_scenes(scenes))
+            if self.bank is None:
+                clean, source = self._renderer.render(stack_scenes(scenes))
+            else:
+                from .real_sources import detach_source, pick_stamps, render_real_sources
+
+                scenes, totals = zip(*(detach_source(scene, self.config) for scene in scenes))
+                clean, source = self._renderer.render(stack_scenes(scenes))
+                picks = pick_stamps(self.bank, self.seed, [scene.image_id for scene in scenes])
+                real, real_alone = render_real_sources(self._renderer, scenes, list(totals), self.bank, picks)
+                clean, source = clean + real, source + real_alone
         clean, source = clean.cpu().numpy(), source.cpu().numpy()
         rows: dict[int, list[str]] = {}
         headers = [band_header(self.config, b) for b in range(self.config.n_bands)]
