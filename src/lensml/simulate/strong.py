@@ -152,31 +152,26 @@ def draw_scene(config: StrongSimConfig, seed: int, image_id: int, lens_fraction:
     mass = np.array([cx, cy, q_mass, phi_mass, mass_theta, gamma * math.cos(2 * phi_gamma),
                      gamma * math.sin(2 * phi_gamma)])
 
-    if kind in ("lens", "offset_source", "small_mass"):
-        if kind == "lens":
-            lo, hi = config.source_offset
-            radius = theta_e * math.sqrt(lo**2 + u_radius * (hi**2 - lo**2))
-        elif kind == "offset_source":  # single image: well outside the caustics
-            lo = 1.5 * theta_e + 2.0 * src_re
-            radius = lo + u_radius * max(0.0, 0.9 * half - theta_e - lo)
-        else:
-            radius = math.sqrt(u_radius) * 1.0
+    def place_source(radius: float, q: float, phi: float) -> None:
+        """The source and its clumps at `radius` from the deflector, in direction src_angle."""
         sx, sy = cx + radius * math.cos(src_angle), cy + radius * math.sin(src_angle)
         total = config.flux(src_mag + src_col)
-        light[1] = (sx, sy, src_q, src_phi, src_n, src_re)
+        light[1] = (sx, sy, q, phi, src_n, src_re)
         flux[1] = total * (1.0 - clump_share[:n_clumps].sum())
         for i in range(n_clumps):
             light[2 + i] = (sx + clump_offset[i, 0], sy + clump_offset[i, 1], 1.0, 0.0, 0.5, clump_re[i])
             flux[2 + i] = total * clump_share[i] * np.power(10.0, -0.4 * clump_col[i])
-    elif kind == "companion":  # a blue galaxy beside the deflector, unlensed
-        angle = src_angle
-        sx, sy = cx + separation * theta_e * math.cos(angle), cy + separation * theta_e * math.sin(angle)
-        total = config.flux(src_mag + src_col)
-        light[1] = (sx, sy, companion_q, angle + math.pi / 2 if tangential else src_phi, src_n, src_re)
-        flux[1] = total * (1.0 - clump_share[:n_clumps].sum())
-        for i in range(n_clumps):
-            light[2 + i] = (sx + clump_offset[i, 0], sy + clump_offset[i, 1], 1.0, 0.0, 0.5, clump_re[i])
-            flux[2 + i] = total * clump_share[i] * np.power(10.0, -0.4 * clump_col[i])
+
+    if kind == "lens":
+        lo, hi = config.source_offset
+        place_source(theta_e * math.sqrt(lo**2 + u_radius * (hi**2 - lo**2)), src_q, src_phi)
+    elif kind == "offset_source":  # single image: well outside the caustics
+        lo = 1.5 * theta_e + 2.0 * src_re
+        place_source(lo + u_radius * max(0.0, 0.9 * half - theta_e - lo), src_q, src_phi)
+    elif kind == "small_mass":
+        place_source(math.sqrt(u_radius) * 1.0, src_q, src_phi)
+    elif kind == "companion":  # a blue galaxy beside the deflector, unlensed; half of them tangential
+        place_source(separation * theta_e, companion_q, src_angle + math.pi / 2 if tangential else src_phi)
     elif kind == "merger":  # a second galaxy of the deflector's colour, overlapping it
         mx = cx + merger_separation * theta_e * math.cos(src_angle)
         my = cy + merger_separation * theta_e * math.sin(src_angle)
