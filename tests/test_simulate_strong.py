@@ -272,3 +272,27 @@ def test_rerun_restores_a_deleted_file(tmp_path):
 def test_preview_of_real_challenge_samples(challenge_samples, tmp_path, survey):
     out = preview_grid(challenge_samples / survey, tmp_path / "grid.png", n_lenses=3, n_nonlenses=3)
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_psf_jitter_gives_each_scene_its_own_seeing(tmp_path):
+    """With psf_jitter j, scene IDs draw one of PSF_LEVELS seeings in [1 - j, 1 + j]; the file's header
+    says which, and the image is the scene rendered with that PSF (a wider PSF: a fainter peak)."""
+    overrides = {"psf_jitter": 0.3, "neighbours_mean": 0.0}
+    simulate_strong("space", 24, tmp_path, seed=6, config_overrides=overrides, **TINY)
+    config = surveys.strong_config("space", overrides=overrides)
+    scenes = [strong.draw_scene(config, 6, 100000 + i, 0.5) for i in range(24)]
+    levels = np.linspace(0.7, 1.3, surveys.PSF_LEVELS)
+    assert {round(s.seeing, 9) for s in scenes} <= {round(v, 9) for v in levels}
+    assert len({s.seeing for s in scenes}) >= 3
+    peaks = {}
+    for scene in scenes:
+        path = tmp_path / f"Public/Band1/imageEUC_VIS-{scene.image_id}.fits"
+        assert fits.getheader(path)["PSFFWHM"] == pytest.approx(0.18 * scene.seeing)
+        with strong.render_context():
+            alone, _ = strong.StrongRenderer(config.with_seeing(scene.seeing)).render(strong.stack_scenes([scene]))
+            wide, _ = strong.StrongRenderer(config.with_seeing(1.5)).render(strong.stack_scenes([scene]))
+        written = fits.getdata(path).astype(np.float64)
+        noise = written - alone[0, 0].numpy()
+        assert noise.std() < 1.2 * config.noise_sigma[0]  # the rest is the survey's noise
+        peaks[scene.image_id] = (float(alone.max()), float(wide.max()))
+    assert all(sharp > broad for sharp, broad in peaks.values())

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 
 from caustics.utils import to_elliptical, translate_rotate
 
-from .surveys import NONLENS_KINDS, StrongSimConfig, draw_mask, psf_image, psf_matrix
+from .surveys import NONLENS_KINDS, PSF_LEVELS, StrongSimConfig, draw_mask, psf_image, psf_matrix
 
 LIGHT_FIELDS = ("x0", "y0", "q", "phi", "n", "Re")  # arcsec, arcsec, -, rad, -, arcsec (major axis)
 MASS_FIELDS = ("x0", "y0", "q", "phi", "theta_E", "gamma1", "gamma2")
@@ -67,6 +67,7 @@ class Scene:
     noise_factor: float
     mask: tuple[int, int, int, int, int] | None  # band, y0, y1, x0, x1 (array indices) set to 100
     noise_seed: int
+    seeing: float = 1.0  # this scene's PSF FWHM / the survey's (config.psf_jitter)
 
 
 def draw_scene(config: StrongSimConfig, seed: int, image_id: int, lens_fraction: float) -> Scene:
@@ -134,6 +135,9 @@ def draw_scene(config: StrongSimConfig, seed: int, image_id: int, lens_fraction:
     merger_separation = rng.uniform(0.3, 1.2)
     knot_phase, knot_pitch = rng.uniform(0.0, 2.0 * math.pi), rng.uniform(0.0, 0.6)  # pitch 0: a ring
     knot_jitter = rng.normal(0.0, 0.3, k + 1)
+    u_seeing = rng.random()
+    level = min(int(u_seeing * PSF_LEVELS), PSF_LEVELS - 1)
+    seeing = 1.0 + config.psf_jitter * (2.0 * level / (PSF_LEVELS - 1) - 1.0)
 
     slots = n_slots(config)
     light = np.zeros((slots, 6))
@@ -200,7 +204,7 @@ def draw_scene(config: StrongSimConfig, seed: int, image_id: int, lens_fraction:
     return Scene(
         image_id=int(image_id), is_lens=is_lens, kind=kind, theta_e=float(mass_theta), mass=mass, light=light,
         flux=flux, noise_factor=float(noisy if u_noisy < config.noisy_fraction else 1.0), mask=mask,
-        noise_seed=noise_seed,
+        noise_seed=noise_seed, seeing=seeing,
     )
 
 

@@ -262,10 +262,10 @@ class _Job:
                  first_id: int, n: int, batch_size: int, device: str, bank: Any = None):
         self.config, self.survey, self.out, self.seed, self.lens_fraction = config, survey, Path(out), seed, lens_fraction
         self.first_id, self.n, self.batch_size, self.device, self.bank = first_id, n, batch_size, device, bank
-        self._renderer = None
+        self._renderers: dict[float, Any] = {}  # one per seeing (config.psf_jitter), built on first use
 
     def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_renderer": None}
+        return {**self.__dict__, "_renderers": {}}
 
     def ids(self, j: int) -> list[int]:
         start = self.first_id + j * self.batch_size
@@ -278,38 +278,52 @@ class _Job:
         return all(i in known and all(p.is_file() for p in self.paths(i)) for i in self.ids(j))
 
     def render(self, j: int) -> dict[int, list[str]]:
-        from .strong import StrongRenderer, draw_scene, render_context, stack_scenes
+        from .strong import draw_scene
 
-        if self._renderer is None:
-            self._renderer = StrongRenderer(self.config, self.device)
         start = self.first_id + j * self.batch_size
         scenes = [draw_scene(self.config, self.seed, i, self.lens_fraction)
                   for i in range(start, start + self.batch_size)]
-        with render_context():
-            if self.bank is None:
-                clean, source = self._renderer.render(stack_scenes(scenes))
-            else:
-                from .real_sources import detach_source, pick_stamps, render_real_sources
-
-                scenes, totals = zip(*(detach_source(scene, self.config) for scene in scenes))
-                clean, source = self._renderer.render(stack_scenes(scenes))
-                picks = pick_stamps(self.bank, self.seed, [scene.image_id for scene in scenes])
-                real, real_alone = render_real_sources(self._renderer, scenes, list(totals), self.bank, picks)
-                clean, source = clean + real, source + real_alone
-        clean, source = clean.cpu().numpy(), source.cpu().numpy()
+        clean, source = self._render(scenes)
         rows: dict[int, list[str]] = {}
-        headers = [band_header(self.config, b) for b in range(self.config.n_bands)]
         for index, scene in enumerate(scenes[: len(self.ids(j))]):
             paths = self.paths(scene.image_id)
             if not all(p.is_file() for p in paths):
                 image = self.config.crop(observe(self.config, clean[index], scene.noise_factor, scene.noise_seed,
                                                  scene.mask))
+                seen = self.config.with_seeing(scene.seeing)
                 for b, path in enumerate(paths):
                     if not path.is_file():
-                        write_fits_image(path, image[b], {**headers[b], "IMAGEID": scene.image_id})
+                        write_fits_image(path, image[b], {**band_header(seen, b), "IMAGEID": scene.image_id})
             rows[scene.image_id] = _row(self.config, scene, self.config.crop(source[index]))
         _write_labels(self.out / PARTS_DIR / f"batch-{j}.csv", list(rows.values()))
         return rows
+
+    def _render(self, scenes: list) -> tuple[np.ndarray, np.ndarray]:
+        """Noise-free scenes and their lensed sources alone, each rendered with its own seeing."""
+        from .strong import StrongRenderer, render_context, stack_scenes
+
+        clean = np.zeros((len(scenes), self.config.n_bands, self.config.image_size, self.config.image_size),
+                         dtype=np.float32)
+        source = np.zeros((len(scenes), self.config.image_size, self.config.image_size), dtype=np.float32)
+        for seeing in sorted({scene.seeing for scene in scenes}):
+            if seeing not in self._renderers:
+                self._renderers[seeing] = StrongRenderer(self.config.with_seeing(seeing), self.device)
+            renderer = self._renderers[seeing]
+            rows = [i for i, scene in enumerate(scenes) if scene.seeing == seeing]
+            group = [scenes[i] for i in rows]
+            with render_context():
+                if self.bank is None:
+                    images, alone = renderer.render(stack_scenes(group))
+                else:
+                    from .real_sources import detach_source, pick_stamps, render_real_sources
+
+                    group, totals = zip(*(detach_source(scene, self.config) for scene in group))
+                    images, alone = renderer.render(stack_scenes(group))
+                    picks = pick_stamps(self.bank, self.seed, [scene.image_id for scene in group])
+                    real, real_alone = render_real_sources(renderer, group, list(totals), self.bank, picks)
+                    images, alone = images + real, alone + real_alone
+            clean[rows], source[rows] = images.cpu().numpy(), alone.cpu().numpy()
+        return clean, source
 
 
 _JOB: dict[str, _Job] = {}

@@ -29,6 +29,7 @@ from ..surveys import Survey, get_survey
 
 Range = tuple[float, float]
 PSF_PROFILES = ("gaussian", "moffat")
+PSF_LEVELS = 5  # distinct seeings of a jittered PSF (one renderer each): 1 - j, ..., 1 + j
 # Non-lens kinds. The first four differ from a lens only in the source; the last three are hard
 # look-alikes with no lensing at all: a blue galaxy beside the deflector (often tangential, arc-like),
 # a merging pair of similar galaxies, and star-forming knots on a ring or spiral around the galaxy.
@@ -55,6 +56,7 @@ class StrongSimConfig:
     psf_fwhm: tuple[float, ...] = (0.18,)
     psf_beta: float = 3.0  # Moffat only
     psf_supersampled: bool = True  # convolve at the supersampled scale (needed when FWHM < ~3 pixels)
+    psf_jitter: float = 0.0  # per-scene seeing: every band's FWHM x U(1 - j, 1 + j), in PSF_LEVELS steps
     noise_sigma: tuple[float, ...] = (7.8e-13,)  # background noise per pixel, flux units
     noisy_fraction: float = 0.0  # share of scenes with deeper-than-usual noise (shallower tiles)
     noisy_factor: Range = (2.0, 3.0)  # their noise multiplier, the same in every band
@@ -129,6 +131,7 @@ class StrongSimConfig:
              f"{', '.join(positive)} must be positive (psf_beta above 1.5)"),
             (self.supersampling >= 1 and self.supersampling % 2 == 1, "supersampling must be an odd number >= 1"),
             (self.adaptive_tolerance >= 0, "adaptive_tolerance must be >= 0"),
+            (0 <= self.psf_jitter < 1, "psf_jitter must lie in [0, 1)"),
             (self.poisson_flux_sigma >= 0, "poisson_flux_sigma must be >= 0"),
             (0 <= self.noisy_fraction <= 1 and 0 <= self.mask_fraction <= 1 and 0 <= self.star_fraction <= 1,
              "noisy_fraction, mask_fraction and star_fraction must lie in [0, 1]"),
@@ -164,6 +167,12 @@ class StrongSimConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def with_seeing(self, factor: float) -> "StrongSimConfig":
+        """The same settings with every band's PSF FWHM multiplied by `factor` (one scene's seeing)."""
+        if factor == 1.0:
+            return self
+        return dataclasses.replace(self, psf_fwhm=tuple(f * factor for f in self.psf_fwhm), psf_jitter=0.0)
 
     def flux(self, mag: np.ndarray | float) -> np.ndarray:
         """Total flux (pixel units) of an AB magnitude."""
