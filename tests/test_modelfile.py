@@ -68,3 +68,33 @@ def test_foreign_truncated_and_newer_files_are_clear_errors(trained_model, tmp_p
     save_file(tensors, str(newer), metadata={"lensml": json.dumps(header)})
     with pytest.raises(BadInputError, match="upgrade lensml"):
         load_model(newer)
+
+
+def test_compact_copy_halves_the_file_and_keeps_the_answers(trained_model, weak_set, tmp_path):
+    """float16 storage: about half the bytes, the same predictions to float16 precision, the header
+    unchanged; a tensor float16 cannot hold stays float32."""
+    from safetensors import safe_open
+
+    from lensml.modelfile import read_info, save_compact
+
+    compact = save_compact(trained_model, tmp_path / "small")
+    big = model_path(trained_model)
+    assert compact.stat().st_size < 0.6 * big.stat().st_size
+    assert read_info(compact) == read_info(big)
+    (net, info), (small, _) = load_model(big), load_model(compact)
+    stamps = load_stamps(read_manifest(weak_set), info.inputs, info.norm, indices=range(10), progress=False)
+    cpu = torch.device("cpu")
+    full, half = predict_array(net, info, stamps, cpu), predict_array(small, info, stamps, cpu)
+    assert np.abs(full - half).max() < 2e-3 * max(1.0, np.abs(full).max())
+    assert not np.array_equal(full, half)  # the weights did change precision
+
+    with safe_open(str(big), framework="pt") as f:
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+        header = f.metadata()
+    name = next(k for k, v in tensors.items() if v.is_floating_point() and v.numel() > 1)
+    tensors[name] = tensors[name].clone()
+    tensors[name].view(-1)[0] = 1e6  # beyond float16's range
+    save_file(tensors, str(tmp_path / "wide.safetensors"), metadata=header)
+    with safe_open(str(save_compact(tmp_path / "wide.safetensors", tmp_path / "wide_small")), framework="pt") as f:
+        assert f.get_tensor(name).dtype == torch.float32
+        assert any(f.get_tensor(k).dtype == torch.float16 for k in f.keys())

@@ -118,6 +118,30 @@ def save_model(path: str | os.PathLike, model: nn.Module, info: ModelInfo) -> Pa
     return path
 
 
+FLOAT16_MAX = 65504.0
+
+
+def save_compact(source: str | os.PathLike, destination: str | os.PathLike) -> Path:
+    """A copy of a model file with its floating-point weights stored as float16: half the bytes,
+    for shipping trained models. Loading casts them back to the network's float32. A tensor that
+    float16 cannot hold (values beyond its range, or nonzero values it would round to zero) stays
+    float32."""
+    src = model_path(source)
+    tensors, header = read_tensors(src)
+    decode_header(src, header)  # refuse anything but a lensml model
+
+    def compact(t: torch.Tensor) -> torch.Tensor:
+        if not t.is_floating_point():
+            return t
+        half = t.to(torch.float16)
+        lost = (half == 0) & (t != 0)
+        return t if bool(torch.isinf(half).any() or lost.any()) or t.abs().max() > FLOAT16_MAX else half
+
+    dst = writable_model_path(destination)
+    save_tensors(dst, {k: compact(v) for k, v in tensors.items()}, header)
+    return dst
+
+
 def read_tensors(
     path: Path, what: str = "model", header_only: bool = False
 ) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
