@@ -296,3 +296,21 @@ def test_psf_jitter_gives_each_scene_its_own_seeing(tmp_path):
         assert noise.std() < 1.2 * config.noise_sigma[0]  # the rest is the survey's noise
         peaks[scene.image_id] = (float(alone.max()), float(wide.max()))
     assert all(sharp > broad for sharp, broad in peaks.values())
+
+
+def test_min_lensed_pixels_labels_invisible_lenses_as_non_lenses(tmp_path):
+    """The label rule: with min_lensed_pixels N, a lens whose arcs exceed 1 sigma in fewer than N
+    pixels is labelled 0; the visibility columns still say what it holds; the images do not change."""
+    plain, strict = tmp_path / "plain", tmp_path / "strict"
+    simulate_strong("space", 40, plain, seed=8, lens_fraction=1.0, **TINY)
+    simulate_strong("space", 40, strict, seed=8, lens_fraction=1.0, config_overrides={"min_lensed_pixels": 60}, **TINY)
+    a = list(csv.DictReader(open(plain / "classifications.csv")))
+    b = list(csv.DictReader(open(strict / "classifications.csv")))
+    assert all(r["is_lens"] == "1" for r in a)
+    for before, after in zip(a, b):
+        pixels = int(before["numb_pix_lensed_image"])
+        assert after["is_lens"] == ("1" if pixels >= 60 else "0")
+        assert after["numb_pix_lensed_image"] == before["numb_pix_lensed_image"]
+    assert 0 < sum(r["is_lens"] == "0" for r in b) < len(b)
+    name = "Public/Band1/imageEUC_VIS-100005.fits"
+    assert (plain / name).read_bytes() == (strict / name).read_bytes()

@@ -7,7 +7,9 @@ layout, so `lensml evaluate -i DIR -m MODEL` reads it:
 
     DIR/Public/Band1/imageEUC_VIS-<ID>.fits                  (space: VIS, 0.1"/px)
     DIR/Public/Band{1..4}/imageSDSS_{R,I,G,U}-<ID>.fits      (ground: R, I, G, U, 0.2"/px)
-    DIR/classifications.csv   ID,is_lens,theta_E,source_mag,kind
+    DIR/classifications.csv   ID,is_lens,Einstein_area,numb_pix_lensed_image,flux_lensed_image_in_sigma,
+                              theta_E,source_mag,kind (the challenge's columns, from the lensed source
+                              alone in the reference band against the scene's sky sigma)
     DIR/truth.json            settings, seed and versions
 
 Population (physical rather than lensml's ranges):
@@ -180,8 +182,9 @@ def _scaled(components, band: int, colour) -> tuple[list[str], list[dict]]:
     return names, kwargs
 
 
-def render(survey: str, scene: dict) -> np.ndarray:
-    """(bands, SIZE, SIZE) float32 image with noise, maggies per pixel."""
+def render(survey: str, scene: dict) -> tuple[np.ndarray, np.ndarray]:
+    """(bands, SIZE, SIZE) float32 image with noise, maggies per pixel, and the lensed source alone
+    in the reference band (noise-free; zeros without a lensed source)."""
     from lenstronomy.Data.imaging_data import ImageData
     from lenstronomy.Data.psf import PSF
     from lenstronomy.ImSim.image_model import ImageModel
@@ -195,6 +198,7 @@ def render(survey: str, scene: dict) -> np.ndarray:
     lens = LensModel(["SIE", "SHEAR"])
     noise = np.random.default_rng(scene["noise_seed"])
     out = np.empty((scene["n_bands"], SIZE, SIZE), dtype=np.float32)
+    source_alone = np.zeros((SIZE, SIZE))
     for band in range(scene["n_bands"]):
         psf = PSF(psf_type="GAUSSIAN", fwhm=float(scene["psf_fwhm"][band]), pixel_size=scale, truncation=5)
         light_names, light_kwargs = _scaled(scene["lights"], band, scene["colour"])
@@ -206,19 +210,29 @@ def render(survey: str, scene: dict) -> np.ndarray:
         image = model.image(kwargs_lens=scene["kwargs_lens"], kwargs_source=source_kwargs or None,
                             kwargs_lens_light=light_kwargs, source_add=bool(source_names))
         out[band] = image + noise.normal(0.0, scene["sky"][band], image.shape)
-    return out
+        if band == 0 and source_names:
+            source_alone = model.image(kwargs_lens=scene["kwargs_lens"], kwargs_source=source_kwargs,
+                                       kwargs_lens_light=light_kwargs, lens_light_add=False)
+    return out, source_alone
 
 
 def _work(args: tuple) -> list:
     survey, seed, image_id, lens_fraction, out = args
     scene = draw_scene(survey, seed, image_id, lens_fraction)
-    image = render(survey, scene)
+    image, source = render(survey, scene)
     for band, (folder, prefix) in enumerate(SURVEYS[survey]["files"]):
         path = Path(out) / "Public" / folder / f"{prefix}{image_id}.fits"
         tmp = path.with_suffix(".tmp")
         fits.PrimaryHDU(image[band]).writeto(tmp, overwrite=True)
         tmp.replace(path)
-    return [image_id, int(scene["is_lens"]), f"{scene['theta_e']:.4f}", f"{scene['source_mag']:.3f}", scene["kind"]]
+    if scene["is_lens"]:  # the challenge's columns: lensed pixels above 1 sigma of the sky, and their flux
+        sky = scene["sky"][0]
+        above = source > sky
+        visibility = [f"{math.pi * scene['theta_e'] ** 2:.4f}", int(above.sum()), f"{source[above].sum() / sky:.4g}"]
+    else:
+        visibility = [0, 0, 0]
+    return [image_id, int(scene["is_lens"]), *visibility, f"{scene['theta_e']:.4f}", f"{scene['source_mag']:.3f}",
+            scene["kind"]]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -256,7 +270,8 @@ def main(argv: list[str] | None = None) -> int:
     tmp = out / "classifications.csv.tmp"
     with open(tmp, "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["ID", "is_lens", "theta_E", "source_mag", "kind"])
+        writer.writerow(["ID", "is_lens", "Einstein_area", "numb_pix_lensed_image", "flux_lensed_image_in_sigma",
+                         "theta_E", "source_mag", "kind"])
         writer.writerows(rows)
     tmp.replace(out / "classifications.csv")
     print(f"wrote {args.number} {args.survey} scenes to {out}")

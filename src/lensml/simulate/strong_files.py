@@ -218,7 +218,8 @@ def _row(config: StrongSimConfig, scene: Any, source: np.ndarray) -> list[str]:
     source = np.asarray(source, dtype=np.float64)
     above = source > sigma
     area = math.pi * scene.theta_e**2
-    return [str(scene.image_id), "1", f"{area:.6g}", str(int(above.sum())), f"{source[above].sum() / sigma:.6g}"]
+    label = "1" if above.sum() >= config.min_lensed_pixels else "0"  # arcs too faint to see: not a lens
+    return [str(scene.image_id), label, f"{area:.6g}", str(int(above.sum())), f"{source[above].sum() / sigma:.6g}"]
 
 
 def _write_labels(path: Path, rows: list[list[str]]) -> None:

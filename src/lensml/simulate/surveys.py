@@ -88,6 +88,7 @@ class StrongSimConfig:
     field_mag: Range = (19.5, 23.0)  # non-lens kind "field": a central field galaxy, no deflector
     field_re: Range = (0.3, 1.2)
     small_theta_e: Range = (0.02, 0.08)  # non-lens kind "small_mass": deflector too light to split the source
+    min_lensed_pixels: int = 0  # label rule: a lens needs this many pixels where its arcs exceed 1 sigma (0: every lens)
     nonlens_mix: tuple[float, ...] = (0.25, 0.15, 0.1, 0.1, 0.15, 0.1, 0.15)  # shares of NONLENS_KINDS among non-lenses
     lens_colour: tuple[Range, ...] = ((0.0, 0.0),)
     source_colour: tuple[Range, ...] = ((0.0, 0.0),)
@@ -132,6 +133,7 @@ class StrongSimConfig:
             (self.supersampling >= 1 and self.supersampling % 2 == 1, "supersampling must be an odd number >= 1"),
             (self.adaptive_tolerance >= 0, "adaptive_tolerance must be >= 0"),
             (0 <= self.psf_jitter < 1, "psf_jitter must lie in [0, 1)"),
+            (self.min_lensed_pixels >= 0, "min_lensed_pixels must be >= 0"),
             (self.poisson_flux_sigma >= 0, "poisson_flux_sigma must be >= 0"),
             (0 <= self.noisy_fraction <= 1 and 0 <= self.mask_fraction <= 1 and 0 <= self.star_fraction <= 1,
              "noisy_fraction, mask_fraction and star_fraction must lie in [0, 1]"),
