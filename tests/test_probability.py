@@ -81,3 +81,12 @@ def test_training_stores_a_temperature_and_evaluate_reports_the_search(tmp_path)
     assert set(res["selection"]) == {"Einstein_area", "numb_pix_lensed_image", "flux_lensed_image_in_sigma"}
     lenses = sum(res["selection"]["Einstein_area"]["lenses"])
     assert 0 < lenses < res["n"] and sum(res["selection"]["numb_pix_lensed_image"]["lenses"]) == lenses
+    # scored on visible lenses only: every non-lens stays, lenses with arcs in too few pixels go
+    visible = tmp_path / "v.json"
+    assert main(["-q", "evaluate", "-i", str(data), "-m", str(model), "--json", str(visible),
+                 "--min-lensed-pixels", "100"]) == 0
+    kept = json.loads(visible.read_text())
+    kept_lenses = sum(kept["selection"]["numb_pix_lensed_image"]["lenses"])
+    assert kept["n"] - kept_lenses == res["n"] - lenses  # every non-lens stays
+    assert 0 < kept_lenses < lenses and "100+ pixels" in kept["subset"]
+    assert min(kept["selection"]["numb_pix_lensed_image"]["edges"]) >= 100

@@ -59,6 +59,9 @@ def _add_evaluate_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--prevalence", type=float,
                    help="lenses: share of cutouts holding a lens in the survey, for purity and completeness "
                         "(default 1e-3)")
+    p.add_argument("--min-lensed-pixels", type=int, metavar="N",
+                   help="lenses: score only lenses whose arcs exceed 1 sigma in N or more pixels (the catalogue's "
+                        "numb_pix_lensed_image); every non-lens stays")
     p.add_argument("--json", help="write the figures to this JSON file")
     p.add_argument("--plot", help="draw measured against true shear, or the ROC curves, to this PNG")
 
@@ -362,7 +365,8 @@ def _run_evaluate(args: argparse.Namespace) -> None:
     from .tasks import given, task_for_input
 
     options = given({"device": args.device, "batch_size": args.batch_size, "tta": args.tta, "hsm": args.hsm,
-                     "anacal": args.anacal, "metacal": args.metacal, "prevalence": args.prevalence, "json_path": args.json,
+                     "anacal": args.anacal, "metacal": args.metacal, "prevalence": args.prevalence,
+                     "min_lensed_pixels": args.min_lensed_pixels, "json_path": args.json,
                      "plot_path": args.plot})
     task_for_input(args.input).evaluate(args.input, args.model, options, progress=not args.quiet)
 

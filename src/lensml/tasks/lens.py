@@ -12,7 +12,7 @@ from .shear import TRAIN
 class LensTask(Task):
     what = "lens finding (a challenge-layout or cutout folder)"
     train_options = frozenset({*TRAIN, "norm"})
-    evaluate_options = frozenset({"device", "batch_size", "json_path", "plot_path", "prevalence"})
+    evaluate_options = frozenset({"device", "batch_size", "json_path", "plot_path", "prevalence", "min_lensed_pixels"})
     predict_options = frozenset({"device", "batch_size", "out_csv", "workers", "shard"})
 
     def train(self, data: str, model: str, options: Mapping[str, Any], config_file: str | None = None,

@@ -64,8 +64,12 @@ def temperature(info) -> float:
 
 
 def score_model(data_dir: str, model_file: str, device: str = "auto", batch_size: int = 256, progress: bool = True,
-                prevalence: float = DEFAULT_PREVALENCE):
-    """Scores of one model on the images of a folder it did not train on; returns (results, labels, scores)."""
+                prevalence: float = DEFAULT_PREVALENCE, min_lensed_pixels: int = 0):
+    """Scores of one model on the images of a folder it did not train on; returns (results, labels, scores).
+
+    With `min_lensed_pixels` N, lenses whose arcs exceed 1 sigma in fewer than N pixels (the
+    catalogue's numb_pix_lensed_image) are left out: the scores are then those on visible lenses.
+    """
     dev = resolve_device(device)
     net, info = load_model(model_file, dev)
     if info.task != "lens":
@@ -73,6 +77,10 @@ def score_model(data_dir: str, model_file: str, device: str = "auto", batch_size
     data = load_lens_set(data_dir, info.norm, progress=progress)
     check_data_fits(info, data.images.shape[1:], data.survey, f"{data.root} ({data.survey})", model_file)
     rows, subset = held_out(info, lens_identity(data), "images")
+    if min_lensed_pixels > 0:
+        pixels = _catalogue_column(data, rows, "numb_pix_lensed_image")
+        rows = rows[(data.labels[rows] == 0) | (pixels >= min_lensed_pixels)]
+        subset += f", lenses with arcs in {min_lensed_pixels}+ pixels"
     scores, per_image = lens_scores(net, data.images, dev, batch_size, progress, rows=rows,
                                     temperature=temperature(info))
     labels = data.labels[rows]
@@ -94,6 +102,18 @@ def score_model(data_dir: str, model_file: str, device: str = "auto", batch_size
 def _logits(p: np.ndarray) -> np.ndarray:
     p = np.clip(np.asarray(p, float), 1e-12, 1 - 1e-12)
     return np.log(p) - np.log1p(-p)
+
+
+def _catalogue_column(data, rows: np.ndarray, name: str) -> np.ndarray:
+    """One lens column of the folder's classifications.csv for `rows`; a one-line error where it has none."""
+    from ..io.challenge import read_label_table
+
+    table = read_label_table(data.root) if isinstance(data.keys[0], (int, np.integer)) else None
+    if table is None or name not in table.extra:
+        raise BadInputError(f"{data.root}: no {name} column in its classifications.csv, so lenses cannot be "
+                            "told apart by how visible their arcs are")
+    where = {int(i): k for k, i in enumerate(table.ids)}
+    return table.extra[name][np.array([where[int(data.keys[r])] for r in rows])]
 
 
 def _selection(data, rows: np.ndarray, labels: np.ndarray, scores: np.ndarray) -> dict[str, Any]:
@@ -125,13 +145,16 @@ def _minutes(seconds: float | None) -> str:
 
 def evaluate_lens(data_dir: str, model_files: Sequence[str], device: str = "auto", batch_size: int = 256,
                   json_path: str | None = None, plot_path: str | None = None, progress: bool = True,
-                  prevalence: float = DEFAULT_PREVALENCE) -> list[dict]:
+                  prevalence: float = DEFAULT_PREVALENCE, min_lensed_pixels: int = 0) -> list[dict]:
     """Score one or several models; one table, one JSON (a list when several), one plot: ROC and reliability."""
     if not 0 < prevalence < 1:
         raise BadInputError(f"--prevalence must lie in (0, 1), got {prevalence}")
+    if min_lensed_pixels < 0:
+        raise BadInputError(f"--min-lensed-pixels must be >= 0, got {min_lensed_pixels}")
     results, curves, reliabilities = [], {}, {}
     for model_file in model_files:
-        res, labels, scores = score_model(data_dir, model_file, device, batch_size, progress, prevalence)
+        res, labels, scores = score_model(data_dir, model_file, device, batch_size, progress, prevalence,
+                                          min_lensed_pixels)
         report(f"{model_file}: scored {res['n']} images ({res['subset']}) on {res['device']}")
         results.append(res)
         fpr, tpr, _ = roc_curve(labels, scores)
