@@ -43,10 +43,14 @@ def test_two_processes_take_the_single_process_steps(lens_set, tmp_path):
     torch.manual_seed(3)
     start = create_model("lens_finder", in_channels=1).state_dict()
     # Adam divides by the root of tiny second moments, so rounding in the gradient sums (which differ
-    # in order between one and two processes) moves a few weights by 1e-5; compare the whole update.
+    # in order between one and two processes) can flip the step of a weight whose gradient is ~0:
+    # a few in 1e5 weights move by up to the learning rate. A real difference (a batch split or
+    # weighted wrongly, an augmentation drawn differently) moves nearly every weight.
     update = sum(float(((a[f"model.{k}"] - v) ** 2).sum()) for k, v in start.items()) ** 0.5
-    apart = sum(float(((a[f"model.{k}"] - b[f"model.{k}"]) ** 2).sum()) for k in start) ** 0.5
-    assert update > 0.1 and apart < 1e-4 * update, (update, apart)
+    diff = torch.cat([(a[f"model.{k}"] - b[f"model.{k}"]).abs().flatten() for k in start])
+    apart = float(diff.square().sum()) ** 0.5
+    moved = float((diff > 1e-4).float().mean())
+    assert update > 0.1 and apart < 1e-3 * update and moved < 1e-4, (update, apart, moved)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         ["single.safetensors", "double.safetensors", "single.ckpt.safetensors", "double.ckpt.safetensors"])
 
