@@ -50,6 +50,31 @@ def test_a_gaussian_stamp_lenses_like_lenstronomys_gaussian_source():
     np.testing.assert_allclose(alone[0].numpy(), images[0, 0].numpy(), rtol=1e-6, atol=0)
 
 
+@pytest.mark.parametrize("survey", ["space", "ground"])
+def test_real_sources_keep_their_flux_however_compact(survey):
+    """Unlensed compact stamps (0.1" half-light radius, half a Ground pixel) are sampled on the
+    supersampled grid in every survey, so the image holds the drawn flux in every band."""
+    config = surveys.strong_config(survey)
+    yy, xx = np.indices((41, 41)) - 20.0
+    bank = real_sources._bank([np.exp(-(xx**2 / 18 + yy**2 / 8))], origin="test")
+    slots = strong.n_slots(config)
+    light = np.zeros((slots, 6))
+    light[1] = (0.013, -0.021, 1.0, 0.3, 0.5, 0.1)
+    scenes, totals, picks = [], [], []
+    for k, offset in enumerate((0.0, 0.05, 0.1)):  # sub-pixel positions
+        light_k = light.copy()
+        light_k[1, :2] += offset
+        scenes.append(strong.Scene(image_id=k, is_lens=False, kind="companion", theta_e=0.0,
+                                   mass=np.array([0.0, 0.0, 0.8, 0.0, 0.0, 0.0, 0.0]), light=light_k,
+                                   flux=np.zeros((slots, config.n_bands)), noise_factor=1.0, mask=None, noise_seed=0))
+        totals.append(np.arange(1.0, config.n_bands + 1.0))
+        picks.append((0, False))
+    with strong.render_context():
+        images, _ = real_sources.render_real_sources(strong.StrongRenderer(config), scenes, totals, bank, picks)
+    sums = images.double().sum((-2, -1)).numpy()
+    np.testing.assert_allclose(sums, np.array(totals), rtol=0.01)
+
+
 def test_stamp_angle_and_mirror_follow_the_drawn_orientation():
     """An elongated stamp (major axis along x) placed unlensed at angle phi has its major axis at phi."""
     config = surveys.strong_config("space")
@@ -108,7 +133,7 @@ def test_sources_change_only_the_sources_and_are_recorded(tmp_path, tmp_path_fac
         changed += not same
     assert changed > 0
     record = json.loads((real / "simulation.json").read_text())
-    assert record["sources"]["galaxies"] == 1 and record["sources"]["origin"] == str(folder.resolve())
+    assert record["sources"]["galaxies"] == 1 and record["sources_origin"] == str(folder.resolve())
     with pytest.raises(BadInputError, match="sources"):  # the same folder with other sources
         simulate_strong("space", 16, real, seed=4, sources="hdf", **TINY)
 

@@ -15,7 +15,7 @@ layout, so `lensml evaluate -i DIR -m MODEL` reads it:
 Population (physical rather than lensml's ranges):
 - deflectors: a singular isothermal ellipsoid plus external shear. Velocity dispersion ~ N(240, 40)
   km/s for galaxies, U(350, 600) km/s for the 15% that are groups; z_l ~ U(0.2, 0.7), z_s ~ z_l +
-  U(0.4, 2.5); theta_E = 4 pi (sigma / c)^2 D_ls / D_s (flat LambdaCDM, H0 70, Om 0.3), kept in
+  U(0.4, 2.5); theta_E = 4 pi (sigma / c)^2 D_ls / D_s (flat LambdaCDM, H0 70, Om 0.3), clipped to
   0.3-6". Light: elliptical Sersic n ~ U(3, 6), its axis and angle scattered about the mass's,
   magnitude from a Faber-Jackson relation (L ~ sigma^4) and the distance modulus.
 - lensed sources: a Sersic disc (n ~ U(0.5, 2)) plus 0-4 Gaussian star-forming clumps, magnitude

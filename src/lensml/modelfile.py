@@ -123,22 +123,23 @@ FLOAT16_MAX = 65504.0
 
 def save_compact(source: str | os.PathLike, destination: str | os.PathLike) -> Path:
     """A copy of a model file with its floating-point weights stored as float16: half the bytes,
-    for shipping trained models. Loading casts them back to the network's float32. A tensor that
-    float16 cannot hold (values beyond its range, or nonzero values it would round to zero) stays
-    float32."""
+    for shipping trained models. Loading casts them back to the network's float32. Normalisation
+    statistics, and any tensor float16 cannot hold to 1e-3 of its largest value, stay float32."""
     src = model_path(source)
     tensors, header = read_tensors(src)
     decode_header(src, header)  # refuse anything but a lensml model
 
-    def compact(t: torch.Tensor) -> torch.Tensor:
-        if not t.is_floating_point():
-            return t
+    def compact(name: str, t: torch.Tensor) -> torch.Tensor:
+        if not t.is_floating_point() or t.numel() == 0 or "running_" in name:
+            return t  # normalisation statistics are few and are divided by: they stay exact
+        scale = float(t.abs().max())
         half = t.to(torch.float16)
-        lost = (half == 0) & (t != 0)
-        return t if bool(torch.isinf(half).any() or lost.any()) or t.abs().max() > FLOAT16_MAX else half
+        if scale > FLOAT16_MAX or float((half.to(t.dtype) - t).abs().max()) > 1e-3 * scale:
+            return t
+        return half
 
     dst = writable_model_path(destination)
-    save_tensors(dst, {k: compact(v) for k, v in tensors.items()}, header)
+    save_tensors(dst, {k: compact(k, v) for k, v in tensors.items()}, header)
     return dst
 
 

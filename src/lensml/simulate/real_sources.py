@@ -33,7 +33,7 @@ from ..errors import BadInputError, MissingFileError
 
 HDF = "hdf"
 MIN_PIXELS = 40  # segments smaller than this are noise or unresolved
-SOURCE_KINDS = ("lens", "offset_source", "small_mass", "companion")  # kinds that draw the source slot
+SOURCE_KINDS = ("lens", "offset_source", "small_mass", "companion")  # kinds whose source slot is one galaxy
 
 
 @dataclass(frozen=True)
@@ -140,7 +140,7 @@ def _hdf_bank() -> SourceBank:
         if np.count_nonzero(own == index) < MIN_PIXELS or max(h, w) > 150:
             continue
         cut = grey[top:bottom, left:right] - sky
-        cut[(own != index) & (own != 0)] = 0.0
+        cut[~ndimage.binary_dilation(own == index, iterations=2)] = 0.0  # no sky noise, no neighbours
         images.append(cut)
     return _bank(images, origin="skimage.data.hubble_deep_field")
 
@@ -179,7 +179,7 @@ def render_real_sources(renderer, scenes, source_flux: list, bank: SourceBank,
     None: no source) place its stamp.
     """
     cfg = renderer.config
-    n, ss = cfg.image_size, cfg.supersampling if cfg.psf_supersampled else 1
+    n, ss = cfg.image_size, cfg.supersampling
     fine = torch.zeros((len(scenes), n * ss, n * ss), dtype=torch.float64)
     axis = (torch.arange(n * ss, dtype=torch.float64) - (n * ss - 1) / 2.0) * cfg.pixel_scale / ss
     yy, xx = torch.meshgrid(axis, axis, indexing="ij")

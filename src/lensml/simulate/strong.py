@@ -175,7 +175,8 @@ def draw_scene(config: StrongSimConfig, seed: int, image_id: int, lens_fraction:
     elif kind == "small_mass":
         place_source(math.sqrt(u_radius) * 1.0, src_q, src_phi)
     elif kind == "companion":  # a blue galaxy beside the deflector, unlensed; half of them tangential
-        place_source(separation * theta_e, companion_q, src_angle + math.pi / 2 if tangential else src_phi)
+        place_source(min(separation * theta_e, 0.8 * half), companion_q,
+                     src_angle + math.pi / 2 if tangential else src_phi)
     elif kind == "merger":  # a second galaxy of the deflector's colour, overlapping it
         mx = cx + merger_separation * theta_e * math.cos(src_angle)
         my = cy + merger_separation * theta_e * math.sin(src_angle)
@@ -185,7 +186,7 @@ def draw_scene(config: StrongSimConfig, seed: int, image_id: int, lens_fraction:
         total = config.flux(src_mag + src_col)
         for i in range(k + 1):
             angle = knot_phase + 2.0 * math.pi * (i + knot_jitter[i] / 2.0) / (k + 1)
-            radius = separation * theta_e * (1.0 + knot_pitch * i / (k + 1))
+            radius = min(separation * theta_e, 0.6 * half) * (1.0 + knot_pitch * i / (k + 1))  # inside the frame
             light[1 + i] = (cx + radius * math.cos(angle), cy + radius * math.sin(angle), 1.0, 0.0, 0.5,
                             2.0 * clump_re[min(i, k - 1)] if k else src_re)
             flux[1 + i] = total / (k + 1) * np.power(10.0, -0.4 * knot_jitter[i])
@@ -407,15 +408,17 @@ class StrongRenderer:
         return self._output(self._convolve_pixels(pixel))
 
     def convolve_fine(self, fine: torch.Tensor) -> torch.Tensor:
-        """PSF of every channel applied to images (B, n ss, n ss) sampled at the sub-pixel centres
-        (ss = supersampling, 1 when the PSF is not supersampled), then binned: (B, channels, n, n)."""
+        """PSF of every channel applied to images (B, n ss, n ss) sampled at the ss x ss sub-pixel
+        centres (ss = supersampling), binned to pixels: (B, channels, n, n). Binned first where the
+        configuration convolves at the pixel scale, as `render` does."""
         cfg = self.config
-        n, ss, ch = cfg.image_size, cfg.supersampling if cfg.psf_supersampled else 1, self.channels
-        if ss == 1:
-            return self._convolve_pixels(fine[:, None].expand(-1, ch, -1, -1))
+        n, ss = cfg.image_size, cfg.supersampling
+        fine = fine[:, None].expand(-1, self.channels, -1, -1)
+        if not cfg.psf_supersampled:
+            return self._convolve_pixels(fine.reshape(*fine.shape[:-2], n, ss, n, ss).mean((-3, -1)))
         if self.separable:
-            return _separable(fine[:, None].expand(-1, ch, -1, -1), self.psf_matrix)
-        out = self._fft_convolve(fine[:, None].expand(-1, ch, -1, -1))
+            return _separable(fine, self.psf_matrix)
+        out = self._fft_convolve(fine)
         return out.reshape(*out.shape[:-2], n, ss, n, ss).mean((-3, -1))
 
     def _output(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -103,7 +103,8 @@ def simulate_strong(
 
         bank = load_sources(sources)
     record = {**_record(config, spec, n, seed, first_id, lens_fraction, batch_size), "device": device,
-              "sources": None if bank is None else {"origin": bank.origin, "galaxies": len(bank), "digest": bank.digest}}
+              "sources": None if bank is None else {"galaxies": len(bank), "digest": bank.digest},
+              "sources_origin": None if bank is None else bank.origin}  # a moved bank still resumes
     claim_folder(out, record, guarded=GUARDED, foreign=("Public", LABELS_NAME))
     write_text_atomic(out / FOLDER_SURVEY_FILE, survey_yaml(dataclasses.replace(spec, image_size=config.shape)))
 
@@ -184,7 +185,8 @@ def write_catalogue(out: Path, survey: str, rows: Iterable[list[str]], record: M
     lines = [
         f"# lensml strong-lens simulation, {survey} survey, seed {record['seed']}, lensml {record['lensml']}",
         "# ID: image ID; its bands are Public/Band<k>/image*-<ID>.fits",
-        "# no_source: 1 if the image holds no strongly lensed source (a non-lens), 0 for a lens",
+        "# no_source: 1 if the image holds no strongly lensed source (a non-lens), 0 for a lens "
+        "(under min_lensed_pixels, also 1 for a lens whose arcs cover too few pixels)",
         "ID,no_source",
     ]
     lines += [f"{row[0]},{1 - int(row[1])}" for row in rows]
