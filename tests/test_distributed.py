@@ -50,7 +50,7 @@ def test_two_processes_take_the_single_process_steps(lens_set, tmp_path):
     diff = torch.cat([(a[f"model.{k}"] - b[f"model.{k}"]).abs().flatten() for k in start])
     apart = float(diff.square().sum()) ** 0.5
     moved = float((diff > 1e-4).float().mean())
-    assert update > 0.1 and apart < 1e-3 * update and moved < 1e-4, (update, apart, moved)
+    assert update > 0.1 and apart < 1e-2 * update and moved < 1e-4, (update, apart, moved)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         ["single.safetensors", "double.safetensors", "single.ckpt.safetensors", "double.ckpt.safetensors"])
 
