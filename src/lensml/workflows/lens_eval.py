@@ -77,9 +77,13 @@ def score_model(data_dir: str, model_file: str, device: str = "auto", batch_size
     data = load_lens_set(data_dir, info.norm, progress=progress)
     check_data_fits(info, data.images.shape[1:], data.survey, f"{data.root} ({data.survey})", model_file)
     rows, subset = held_out(info, lens_identity(data), "images")
+    columns = _catalogue_columns(data, rows)
     if min_lensed_pixels > 0:
-        pixels = _catalogue_column(data, rows, "numb_pix_lensed_image")
-        rows = rows[(data.labels[rows] == 0) | (pixels >= min_lensed_pixels)]
+        if "numb_pix_lensed_image" not in columns:
+            raise BadInputError(f"{data.root}: no numb_pix_lensed_image column in its classifications.csv, so "
+                                "lenses cannot be told apart by how visible their arcs are")
+        keep = (data.labels[rows] == 0) | (columns["numb_pix_lensed_image"] >= min_lensed_pixels)
+        rows, columns = rows[keep], {name: values[keep] for name, values in columns.items()}
         subset += f", lenses with arcs in {min_lensed_pixels}+ pixels"
     scores, per_image = lens_scores(net, data.images, dev, batch_size, progress, rows=rows,
                                     temperature=temperature(info))
@@ -95,7 +99,8 @@ def score_model(data_dir: str, model_file: str, device: str = "auto", batch_size
                                "log_loss": log_loss(labels, _logits(scores)),
                                "reliability": reliability(labels, scores),
                                "search": purity_completeness(labels, scores, prevalence),
-                               "selection": _selection(data, rows, labels, scores)}
+                               "selection": {name: selection_function(labels, scores, values)
+                                             for name, values in columns.items()}}
     return results, labels, scores
 
 
@@ -104,20 +109,9 @@ def _logits(p: np.ndarray) -> np.ndarray:
     return np.log(p) - np.log1p(-p)
 
 
-def _catalogue_column(data, rows: np.ndarray, name: str) -> np.ndarray:
-    """One lens column of the folder's classifications.csv for `rows`; a one-line error where it has none."""
-    from ..io.challenge import read_label_table
-
-    table = read_label_table(data.root) if isinstance(data.keys[0], (int, np.integer)) else None
-    if table is None or name not in table.extra:
-        raise BadInputError(f"{data.root}: no {name} column in its classifications.csv, so lenses cannot be "
-                            "told apart by how visible their arcs are")
-    where = {int(i): k for k, i in enumerate(table.ids)}
-    return table.extra[name][np.array([where[int(data.keys[r])] for r in rows])]
-
-
-def _selection(data, rows: np.ndarray, labels: np.ndarray, scores: np.ndarray) -> dict[str, Any]:
-    """Completeness against the catalogue's lens columns, where the folder's classifications.csv has them."""
+def _catalogue_columns(data, rows: np.ndarray) -> dict[str, np.ndarray]:
+    """The catalogue's lens columns (Einstein area, lensed pixels and flux) for `rows`, where the
+    folder's classifications.csv has them; completeness is reported against them."""
     from ..io.challenge import OPTIONAL_COLUMNS, read_label_table
 
     if not isinstance(data.keys[0], (int, np.integer)):
@@ -128,8 +122,7 @@ def _selection(data, rows: np.ndarray, labels: np.ndarray, scores: np.ndarray) -
         return {}
     where = {int(i): k for k, i in enumerate(table.ids)}
     index = np.array([where[int(data.keys[r])] for r in rows])
-    return {name: selection_function(labels, scores, table.extra[name][index]) for name in OPTIONAL_COLUMNS
-            if name in table.extra}
+    return {name: table.extra[name][index] for name in OPTIONAL_COLUMNS if name in table.extra}
 
 
 def _table(results: Sequence[dict]) -> str:
