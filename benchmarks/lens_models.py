@@ -54,7 +54,7 @@ def main() -> None:
     for spec in list_models("lens"):
         model = create_model(spec.name, in_channels=args.bands).to(device).to(memory_format=torch.channels_last)
         flops = _forward_flops(model, args.bands, device)
-        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, fused=True)
         loss_fn = torch.nn.BCEWithLogitsLoss()
         x = torch.rand(args.train_batch, args.bands, 101, 101, device=device).contiguous(memory_format=torch.channels_last)
         y = (torch.rand(args.train_batch, 1, device=device) > 0.5).float()

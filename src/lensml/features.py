@@ -19,6 +19,7 @@ def conv_feature_maps(model: nn.Module, x: torch.Tensor) -> dict[str, np.ndarray
     """Run `x` (1, C, H, W) through `model`; return {layer: (channels, h, w)} for each Conv2d, in order.
 
     Layers are labelled with their module path, kernel and channels, e.g. "0.3 (conv 3x3, 16->32)".
+    Each map is copied as it is made: an activation working in place would overwrite it next.
     """
     maps: dict[str, np.ndarray] = {}
     hooks = []
@@ -27,7 +28,7 @@ def conv_feature_maps(model: nn.Module, x: torch.Tensor) -> dict[str, np.ndarray
             k = "x".join(map(str, module.kernel_size))
             label = f"{name} (conv {k}, {module.in_channels}->{module.out_channels})"
             hooks.append(module.register_forward_hook(
-                lambda _m, _i, out, label=label: maps.__setitem__(label, out[0].detach().float().cpu().numpy())))
+                lambda _m, _i, out, label=label: maps.__setitem__(label, out[0].detach().float().cpu().numpy().copy())))
     try:
         model.eval()(x)
     finally:

@@ -61,6 +61,7 @@ class LoopSettings:
     augment: Augment | None = None
     patience: int | None = None  # stop after this many epochs without a better validation loss
     precision: str = "fp32"  # "bf16" or "fp16": automatic mixed precision (fp16 with loss scaling)
+    compile: bool = False  # torch.compile the training forward pass (its backward follows)
 
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -170,6 +171,20 @@ def mean_loss(model: nn.Module, data: ArraySplit, loss_fn: nn.Module, batch_size
     return total / max(n, 1)
 
 
+def _state_like_weights(optimizer: torch.optim.Optimizer) -> None:
+    """Give every optimiser state tensor its weight's device and memory layout.
+
+    A resumed run loads Adam's moments in the default layout while the weights are channels-last;
+    the fused update walks the raw memory of both and would silently mix up their elements.
+    """
+    for group in optimizer.param_groups:
+        for weight in group["params"]:
+            for key, value in optimizer.state.get(weight, {}).items():
+                if torch.is_tensor(value) and value.shape == weight.shape and (
+                        value.stride() != weight.stride() or value.device != weight.device):
+                    optimizer.state[weight][key] = torch.empty_like(weight).copy_(value)
+
+
 def fit(
     model: nn.Module,
     train: ArraySplit,
@@ -191,7 +206,9 @@ def fit(
     if len(train) < 2 * group.world:
         raise BadInputError(f"{len(train)} training images for {group.world} process(es); each needs at least two")
     model.to(device).to(memory_format=torch.channels_last)
+    _state_like_weights(optimizer)
     stepper = distributed.wrap(model, device)
+    forward = torch.compile(stepper) if settings.compile else stepper  # weights stay those of `model`
     scaler = torch.amp.GradScaler(device.type, enabled=settings.precision == "fp16")
     for epoch in range(state.epoch, settings.epochs):
         if settings.patience is not None and epochs_since_best(state.history) >= settings.patience:
@@ -229,7 +246,7 @@ def fit(
             # the step the one for the mean over the whole batch.
             weight = len(xb) * group.world / batch_total
             with autocast(settings.precision, device):
-                output = stepper(_to_device(xb, device))
+                output = forward(_to_device(xb, device))
             loss = loss_fn(output.float(), yb.to(device))
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss * weight).backward()

@@ -3,6 +3,12 @@
 Each network reproduces its Keras original layer for layer, so parameter counts match the
 published Keras totals and trained results stay comparable. Models return one raw logit per
 image: training uses `BCEWithLogitsLoss`, inference applies the sigmoid.
+
+Two exact rewrites make training cheaper without changing what the weights mean. Where a
+max-pool follows a ReLU or ELU, it runs first: a monotone activation commutes with the maximum,
+so the activation (and its backward pass) touches a quarter or a ninth of the pixels. Activations
+work in place, since no backward pass here needs the tensor they overwrite. Neither moves a
+parameter, so model files written before load unchanged.
 """
 
 from __future__ import annotations
@@ -25,6 +31,14 @@ def _batch_norm(channels: int, dims: int = 2) -> nn.Module:
     """BatchNorm with Keras' epsilon and momentum, so running statistics evolve as in Keras."""
     cls = nn.BatchNorm2d if dims == 2 else nn.BatchNorm1d
     return cls(channels, eps=KERAS_BN_EPS, momentum=KERAS_BN_MOMENTUM)
+
+
+def _relu() -> nn.Module:
+    return nn.ReLU(inplace=True)
+
+
+def _elu() -> nn.Module:
+    return nn.ELU(inplace=True)
 
 
 def _conv(in_ch: int, out_ch: int, kernel: int, *, stride: int = 1, valid: bool = False) -> nn.Module:
@@ -81,14 +95,14 @@ class PreActBottleneck(nn.Module):
 
     def __init__(self, in_ch: int, width: int, out_ch: int, stride: int = 1) -> None:
         super().__init__()
-        self.preact = nn.Sequential(_batch_norm(in_ch), nn.ELU())
+        self.preact = nn.Sequential(_batch_norm(in_ch), _elu())
         self.project = stride != 1 or in_ch != out_ch
         # registered before the shortcut: Keras lists a block's layers so (body, then shortcut) for
         # Add([body, shortcut]), and `lensml import-keras` pairs layers in that order
         self.body = nn.Sequential(
             _conv(in_ch, width, 1, stride=stride),
-            _batch_norm(width), nn.ELU(), _conv(width, width, 3),
-            _batch_norm(width), nn.ELU(), _conv(width, out_ch, 1),
+            _batch_norm(width), _elu(), _conv(width, width, 3),
+            _batch_norm(width), _elu(), _conv(width, out_ch, 1),
         )
         self.shortcut = _conv(in_ch, out_ch, 1, stride=stride) if self.project else nn.Identity()
 
@@ -112,15 +126,15 @@ def _residual_stage(in_ch: int, width: int, out_ch: int, blocks: int, stride: in
 )
 def cas_swinburne(in_channels: int = 1, out_features: int = 1, image_size: tuple[int, int] = (101, 101)) -> nn.Module:
     features = nn.Sequential(
-        _conv(in_channels, 96, 11), nn.ReLU(), nn.MaxPool2d(3),
-        _conv(96, 128, 5), nn.ReLU(), nn.MaxPool2d(3),
-        _conv(128, 256, 3), nn.ReLU(), nn.MaxPool2d(3),
+        _conv(in_channels, 96, 11), nn.MaxPool2d(3), _relu(),
+        _conv(96, 128, 5), nn.MaxPool2d(3), _relu(),
+        _conv(128, 256, 3), nn.MaxPool2d(3), _relu(),
     )
 
     def head(flat: int) -> list[nn.Module]:
         return [
-            nn.Linear(flat, 1024), nn.ReLU(), nn.Dropout(0.5),
-            nn.Linear(1024, 1024), nn.ReLU(), nn.Dropout(0.5),
+            nn.Linear(flat, 1024), _relu(), nn.Dropout(0.5),
+            nn.Linear(1024, 1024), _relu(), nn.Dropout(0.5),
             nn.Linear(1024, out_features),
         ]
 
@@ -130,9 +144,9 @@ def cas_swinburne(in_channels: int = 1, out_features: int = 1, image_size: tuple
 def _lastro_pair(in_ch: int, out_ch: int) -> list[nn.Module]:
     """Two 3x3 'valid' convolutions, max-pool 2 and BatchNorm: one LASTRO EPFL stage."""
     return [
-        _conv(in_ch, out_ch, 3, valid=True), nn.ReLU(),
-        _conv(out_ch, out_ch, 3, valid=True), nn.ReLU(),
-        nn.MaxPool2d(2), _batch_norm(out_ch),
+        _conv(in_ch, out_ch, 3, valid=True), _relu(),
+        _conv(out_ch, out_ch, 3, valid=True), nn.MaxPool2d(2), _relu(),
+        _batch_norm(out_ch),
     ]
 
 
@@ -144,20 +158,20 @@ def _lastro_pair(in_ch: int, out_ch: int) -> list[nn.Module]:
 def lastro_epfl(in_channels: int = 1, out_features: int = 1, image_size: tuple[int, int] = (101, 101)) -> nn.Module:
     """Every convolution is 'valid', as in the Keras original; only that gives its 3200-wide flatten."""
     features = nn.Sequential(
-        _conv(in_channels, 16, 4, valid=True), nn.ReLU(),
-        _conv(16, 16, 3, valid=True), nn.ReLU(), nn.MaxPool2d(2), _batch_norm(16),
+        _conv(in_channels, 16, 4, valid=True), _relu(),
+        _conv(16, 16, 3, valid=True), nn.MaxPool2d(2), _relu(), _batch_norm(16),
         *_lastro_pair(16, 32),
         *_lastro_pair(32, 64),
         nn.Dropout(0.1),
-        _conv(64, 128, 3, valid=True), nn.ReLU(), nn.Dropout(0.1),
-        _conv(128, 128, 3, valid=True), nn.ReLU(), _batch_norm(128), nn.Dropout(0.1),
+        _conv(64, 128, 3, valid=True), _relu(), nn.Dropout(0.1),
+        _conv(128, 128, 3, valid=True), _relu(), _batch_norm(128), nn.Dropout(0.1),
     )
 
     def head(flat: int) -> list[nn.Module]:
         return [
-            nn.Linear(flat, 1024), nn.ReLU(), nn.Dropout(0.1),
-            nn.Linear(1024, 1024), nn.ReLU(), nn.Dropout(0.1),
-            nn.Linear(1024, 1024), nn.ReLU(), _batch_norm(1024, dims=1),
+            nn.Linear(flat, 1024), _relu(), nn.Dropout(0.1),
+            nn.Linear(1024, 1024), _relu(), nn.Dropout(0.1),
+            nn.Linear(1024, 1024), _relu(), _batch_norm(1024, dims=1),
             nn.Linear(1024, out_features),
         ]
 
@@ -171,7 +185,7 @@ def lastro_epfl(in_channels: int = 1, out_features: int = 1, image_size: tuple[i
 )
 def cmu_deeplens(in_channels: int = 1, out_features: int = 1, image_size: tuple[int, int] = (101, 101)) -> nn.Module:
     """Lanusse et al.'s pre-activation blocks: convolutions are linear, ELU comes before each one."""
-    layers: list[nn.Module] = [_conv(in_channels, 32, 7), nn.ELU(), _batch_norm(32)]
+    layers: list[nn.Module] = [_conv(in_channels, 32, 7), _elu(), _batch_norm(32)]
     channels = 32
     for i, width in enumerate((16, 32, 64, 128, 256)):
         layers += _residual_stage(channels, width, 2 * width, blocks=3, stride=1 if i == 0 else 2)
@@ -182,7 +196,7 @@ def cmu_deeplens(in_channels: int = 1, out_features: int = 1, image_size: tuple[
 
 def _conv_bn_relu(in_ch: int, out_ch: int, kernel: int) -> list[nn.Module]:
     """WSI-Net's classification branch unit: conv with ELU, then BatchNorm and ReLU."""
-    return [_conv(in_ch, out_ch, kernel), nn.ELU(), _batch_norm(out_ch), nn.ReLU()]
+    return [_conv(in_ch, out_ch, kernel), _elu(), _batch_norm(out_ch), _relu()]
 
 
 @register_model(
@@ -193,12 +207,11 @@ def _conv_bn_relu(in_ch: int, out_ch: int, kernel: int) -> list[nn.Module]:
 def wsi_net(in_channels: int = 1, out_features: int = 1, image_size: tuple[int, int] = (101, 101)) -> nn.Module:
     """LEXACTUM's reduction of WSI-Net to its classification branch, without group norm or SPP."""
     features = nn.Sequential(
-        _conv(in_channels, 32, 7), nn.ELU(),
+        _conv(in_channels, 32, 7), _elu(),
         PreActBottleneck(32, 16, 32),
         PreActBottleneck(32, 32, 64, stride=2),
         *_conv_bn_relu(64, 32, 1),
-        *_conv_bn_relu(32, 32, 5),
-        nn.MaxPool2d(2),
+        _conv(32, 32, 5), _elu(), _batch_norm(32), nn.MaxPool2d(2), _relu(),  # _conv_bn_relu, pooled first
     )
 
     def head(flat: int) -> list[nn.Module]:
@@ -215,13 +228,13 @@ def wsi_net(in_channels: int = 1, out_features: int = 1, image_size: tuple[int, 
 def lens_flow(in_channels: int = 1, out_features: int = 1, image_size: tuple[int, int] = (101, 101)) -> nn.Module:
     features = nn.Sequential(
         nn.AvgPool2d(3),
-        _conv(in_channels, 16, 5), nn.ReLU(), nn.MaxPool2d(2),
-        _conv(16, 25, 5), nn.ReLU(), nn.MaxPool2d(2),
-        _conv(25, 36, 4), nn.ReLU(), nn.MaxPool2d(2),
+        _conv(in_channels, 16, 5), nn.MaxPool2d(2), _relu(),
+        _conv(16, 25, 5), nn.MaxPool2d(2), _relu(),
+        _conv(25, 36, 4), nn.MaxPool2d(2), _relu(),
     )
 
     def head(flat: int) -> list[nn.Module]:
-        return [nn.Linear(flat, 128), nn.ReLU(), nn.Dropout(0.5), nn.Linear(128, out_features)]
+        return [nn.Linear(flat, 128), _relu(), nn.Dropout(0.5), nn.Linear(128, out_features)]
 
     return _classifier(features, head, in_channels, image_size)
 
@@ -233,11 +246,11 @@ def lens_flow(in_channels: int = 1, out_features: int = 1, image_size: tuple[int
 )
 def lens_finder(in_channels: int = 1, out_features: int = 1, image_size: tuple[int, int] = (101, 101)) -> nn.Module:
     features = nn.Sequential(
-        _conv(in_channels, 64, 5), nn.ReLU(), nn.MaxPool2d(2),
-        _conv(64, 128, 3), nn.ReLU(), nn.MaxPool2d(2),
+        _conv(in_channels, 64, 5), nn.MaxPool2d(2), _relu(),
+        _conv(64, 128, 3), nn.MaxPool2d(2), _relu(),
     )
 
     def head(flat: int) -> list[nn.Module]:
-        return [nn.Linear(flat, 128), nn.ReLU(), nn.Linear(128, out_features)]
+        return [nn.Linear(flat, 128), _relu(), nn.Linear(128, out_features)]
 
     return _classifier(features, head, in_channels, image_size)

@@ -9,7 +9,7 @@ from ..errors import BadInputError
 from .base import Task
 
 TRAIN = ("arch", "epochs", "batch_size", "lr", "val_fraction", "seed", "augment", "schedule", "device", "patience",
-         "precision")
+         "precision", "compile")
 
 
 class ShearTask(Task):

@@ -26,6 +26,7 @@ class LensTrainConfig:
     weight_decay: float = 0.0
     patience: int | None = None  # early stopping: epochs without a better validation loss
     precision: str = "fp32"  # automatic mixed precision: bf16, or fp16 with loss scaling (GPU training)
+    compile: bool = False  # torch.compile the training step (pays for BatchNorm-heavy networks; slow first batch)
     device: str = "auto"
 
     def __post_init__(self) -> None:

@@ -46,7 +46,7 @@ def train_lens(data_dir: str, model: str, config: LensTrainConfig, remove: bool 
     )
     settings = LoopSettings(epochs=config.epochs, batch_size=config.batch_size, lr=config.lr, loss="bce",
                             seed=config.seed, schedule=config.schedule, patience=config.patience,
-                            precision=config.precision,
+                            precision=config.precision, compile=config.compile,
                             augment=augment_batch if config.augment else None)
     identity = lens_identity(data)
     targets = data.labels.astype("float64")[:, None]

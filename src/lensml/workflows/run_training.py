@@ -75,7 +75,8 @@ def train_network(
         net = info.build()
     except ValueError as exc:  # e.g. stamps too small for the architecture
         raise BadInputError(f"{info.arch}: {exc}") from None
-    optimizer = torch.optim.Adam(net.parameters(), lr=settings.lr, weight_decay=weight_decay)
+    # fused: one kernel updates every weight (the unfused update cost up to a sixth of a CPU step)
+    optimizer = torch.optim.Adam(net.parameters(), lr=settings.lr, weight_decay=weight_decay, fused=True)
     state = _resume(out, ckpt, net, optimizer, info, data, val_idx)
     if state.epoch >= settings.epochs:
         report(f"{out} has already trained for {state.epoch} epochs; raise --epochs to go on, or -r to start again")

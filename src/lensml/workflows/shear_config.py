@@ -51,6 +51,7 @@ class ShearTrainConfig:
     weight_decay: float = 0.0
     patience: int | None = None  # early stopping: epochs without a better validation loss
     precision: str = "fp32"  # automatic mixed precision: bf16, or fp16 with loss scaling (GPU training)
+    compile: bool = False  # torch.compile the training step (pays for BatchNorm-heavy networks; slow first batch)
     device: str = "auto"
     image_size: tuple[int, int] | None = None  # expected stamp size; None: take it from the data
 

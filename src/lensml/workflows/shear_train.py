@@ -89,7 +89,7 @@ def train_shear(
     )
     settings = LoopSettings(
         epochs=config.epochs, batch_size=config.batch_size, lr=config.lr, loss=config.loss, seed=config.seed,
-        schedule=config.schedule, patience=config.patience, precision=config.precision,
+        schedule=config.schedule, patience=config.patience, precision=config.precision, compile=config.compile,
         augment=partial(random_d4, names=config.targets) if config.augment else None,
     )
     data = manifest_identity(manifest)

@@ -1,0 +1,109 @@
+"""Training images per second of the heavy lens finders and the shear networks, before and after
+lensml's training speed-ups, measured side by side in one run.
+
+"before" is the model step as lensml 0bafcc5 ran it: every activation ahead of its max-pool and
+out of place, Adam's unfused update. "after" is today's layers (max-pool ahead of the monotone
+activation, activations in place) with the fused Adam; "+compile" adds `lensml train --compile`
+(torch.compile of the forward pass, the backward following). The variants alternate within every
+repeat, so a busy machine slows them alike; the ratios are the figures to compare.
+
+    python benchmarks/training_speed.py [--archs ...] [--batch 64] [--steps 4] [--repeats 3] [--device cpu]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import statistics
+import time
+
+import torch
+from torch import nn
+
+from lensml.device import resolve_device
+from lensml.models import count_parameters, create_model
+
+ARCHS = ("cas_swinburne", "cmu_deeplens", "wsi_net", "lens_finder", "shear_net", "shear_cnn")
+SHEAR_STAMP = (64, 64)  # the metacalibration sets' stamps
+
+
+def as_before(model: nn.Module) -> nn.Module:
+    """A copy of `model` laid out as before the speed-ups: each max-pool back behind the activation
+    that precedes it in the original architecture, and no activation in place. Same weights."""
+    model = copy.deepcopy(model)
+    for module in model.modules():
+        if isinstance(module, (nn.ReLU, nn.ELU)):
+            module.inplace = False
+        if isinstance(module, nn.Sequential):
+            names = list(module._modules)
+            for a, b in zip(names, names[1:]):
+                pool, act = module._modules[a], module._modules[b]
+                if isinstance(pool, nn.MaxPool2d) and isinstance(act, (nn.ReLU, nn.ELU)):
+                    module._modules[a], module._modules[b] = act, pool
+    return model
+
+
+def _step(model: nn.Module, fused: bool, compiled: bool, x: torch.Tensor, y: torch.Tensor, loss_fn: nn.Module):
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4, fused=fused)
+    forward = torch.compile(model) if compiled else model
+
+    def step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        loss_fn(forward(x), y).backward()
+        optimizer.step()
+        if x.device.type == "cuda":
+            torch.cuda.synchronize(x.device)
+    return step
+
+
+def bench(arch: str, batch: int, steps: int, repeats: int, device: torch.device) -> dict[str, float]:
+    shear = arch.startswith("shear")
+    kwargs = {"image_size": SHEAR_STAMP} if shear else {}
+    after = create_model(arch, **kwargs).to(device).to(memory_format=torch.channels_last)
+    channels = 2 if shear else 1
+    shape = (batch, channels, *(SHEAR_STAMP if shear else (101, 101)))
+    x = torch.randn(shape, device=device).contiguous(memory_format=torch.channels_last)
+    y = torch.randn(batch, 2, device=device) if shear else (torch.rand(batch, 1, device=device) > 0.5).float()
+    loss_fn = nn.MSELoss() if shear else nn.BCEWithLogitsLoss()
+    variants = {
+        # the shear networks' layers did not change: only the optimizer differs for them
+        "before": _step(copy.deepcopy(after) if shear else as_before(after), False, False, x, y, loss_fn),
+        "after": _step(after, True, False, x, y, loss_fn),
+        "+compile": _step(copy.deepcopy(after), True, True, x, y, loss_fn),
+    }
+    for step in variants.values():  # warm-up: compilation, caches, page faults
+        step()
+        step()
+    rates: dict[str, list[float]] = {name: [] for name in variants}
+    for _ in range(repeats):
+        for name, step in variants.items():
+            start = time.perf_counter()
+            for _ in range(steps):
+                step()
+            rates[name].append(steps * batch / (time.perf_counter() - start))
+    medians = {name: statistics.median(r) for name, r in rates.items()}
+    medians["params"] = count_parameters(after)
+    return medians
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--archs", nargs="+", default=list(ARCHS))
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--steps", type=int, default=4, help="training steps per timed repeat")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+    args = parser.parse_args()
+    device = resolve_device(args.device)
+    print(f"torch {torch.__version__}, {device}, {torch.get_num_threads()} threads, batch {args.batch}; "
+          f"training images/s, medians of {args.repeats}")
+    print("| model | params | before | after | after +compile | after / before | +compile / before |")
+    print("|---|---|---|---|---|---|---|")
+    for arch in args.archs:
+        r = bench(arch, args.batch, args.steps, args.repeats, device)
+        print(f"| {arch} | {r['params']:,} | {r['before']:.1f} | {r['after']:.1f} | {r['+compile']:.1f} | "
+              f"{r['after'] / r['before']:.2f} | {r['+compile'] / r['before']:.2f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
