@@ -30,10 +30,10 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import BadInputError, MissingFileError
+from .strong import SOURCE_KINDS
 
 HDF = "hdf"
 MIN_PIXELS = 40  # segments smaller than this are noise or unresolved
-SOURCE_KINDS = ("lens", "offset_source", "small_mass", "companion")  # kinds whose source slot is one galaxy
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,9 @@ FINE_CHUNK = 32768  # supersampled pixels evaluated at once (bounds memory)
 EXPONENT_FLOOR = 80.0
 CHUNK_POINTS = 131072  # points per chain of element-wise operations (fits in a core's cache)
 LOOKALIKE_KINDS = ("companion", "merger", "ring")  # non-lenses without any lensing mass
+# kinds whose source slot holds one galaxy (and its clumps), placed by `place_source` in draw_scene;
+# --sources replaces that galaxy with a real one
+SOURCE_KINDS = ("lens", "offset_source", "small_mass", "companion")
 
 
 def n_slots(config: StrongSimConfig) -> int:
