@@ -22,25 +22,10 @@ from torch import nn
 
 from lensml.device import resolve_device
 from lensml.models import count_parameters, create_model
+from lensml.models.lens_finders import published_order
 
 ARCHS = ("cas_swinburne", "cmu_deeplens", "wsi_net", "lens_finder", "shear_net", "shear_cnn")
 SHEAR_STAMP = (64, 64)  # the metacalibration sets' stamps
-
-
-def as_before(model: nn.Module) -> nn.Module:
-    """A copy of `model` laid out as before the speed-ups: each max-pool back behind the activation
-    that precedes it in the original architecture, and no activation in place. Same weights."""
-    model = copy.deepcopy(model)
-    for module in model.modules():
-        if isinstance(module, (nn.ReLU, nn.ELU)):
-            module.inplace = False
-        if isinstance(module, nn.Sequential):
-            names = list(module._modules)
-            for a, b in zip(names, names[1:]):
-                pool, act = module._modules[a], module._modules[b]
-                if isinstance(pool, nn.MaxPool2d) and isinstance(act, (nn.ReLU, nn.ELU)):
-                    module._modules[a], module._modules[b] = act, pool
-    return model
 
 
 def _step(model: nn.Module, fused: bool, compiled: bool, x: torch.Tensor, y: torch.Tensor, loss_fn: nn.Module):
@@ -67,7 +52,7 @@ def bench(arch: str, batch: int, steps: int, repeats: int, device: torch.device)
     loss_fn = nn.MSELoss() if shear else nn.BCEWithLogitsLoss()
     variants = {
         # the shear networks' layers did not change: only the optimizer differs for them
-        "before": _step(copy.deepcopy(after) if shear else as_before(after), False, False, x, y, loss_fn),
+        "before": _step(copy.deepcopy(after) if shear else published_order(after), False, False, x, y, loss_fn),
         "after": _step(after, True, False, x, y, loss_fn),
         "+compile": _step(copy.deepcopy(after), True, True, x, y, loss_fn),
     }

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from lensml.models import count_parameters, create_model, get_spec, list_models
+from lensml.models.lens_finders import published_order
 
 # LEXACTUM's Keras totals for 101x101x1 input (BatchNorm moving mean and variance included).
 KERAS_COUNTS = {
@@ -64,30 +65,13 @@ def test_one_training_step_updates_weights(name, bands):
     assert changed == len(before)
 
 
-def _activation_first(model: nn.Module) -> nn.Module:
-    """A copy in the published order: each max-pool back behind the activation that precedes it in
-    the Keras original, and activations out of place. Same weights."""
-    import copy
-
-    model = copy.deepcopy(model)
-    for module in model.modules():
-        if isinstance(module, (nn.ReLU, nn.ELU)):
-            module.inplace = False
-        if isinstance(module, nn.Sequential):
-            keys = list(module._modules)
-            for first, second in zip(keys, keys[1:]):
-                if isinstance(module._modules[first], nn.MaxPool2d) and isinstance(module._modules[second], (nn.ReLU, nn.ELU)):
-                    module._modules[first], module._modules[second] = module._modules[second], module._modules[first]
-    return model
-
-
 @pytest.mark.parametrize("name", KERAS_COUNTS)
 def test_pooling_ahead_of_the_activation_changes_no_output_or_gradient(name):
     """Max-pool commutes with a monotone activation, so the cheaper order computes the same logits
     and gradients as the published one (dropout masks drawn alike from one seed)."""
     torch.manual_seed(0)
     model = create_model(name, in_channels=1).train()
-    reference = _activation_first(model)
+    reference = published_order(model)
     images = torch.randn(4, 1, 101, 101)
     grads = []
     for net in (model, reference):
