@@ -211,9 +211,11 @@ def cmu_deeplens(in_channels: int = 1, out_features: int = 1, image_size: tuple[
     return _classifier(nn.Sequential(*layers), lambda flat: [nn.Linear(flat, out_features)], in_channels, image_size)
 
 
-def _conv_bn_relu(in_ch: int, out_ch: int, kernel: int) -> list[nn.Module]:
-    """WSI-Net's classification branch unit: conv with ELU, then BatchNorm and ReLU."""
-    return [_conv(in_ch, out_ch, kernel), _elu(), _batch_norm(out_ch), _relu()]
+def _conv_bn_relu(in_ch: int, out_ch: int, kernel: int, pool: int | None = None) -> list[nn.Module]:
+    """WSI-Net's classification branch unit: conv with ELU, then BatchNorm and ReLU; a following
+    max-pool of `pool` pixels runs ahead of the ReLU (see the module docstring)."""
+    pooling = [] if pool is None else [nn.MaxPool2d(pool)]
+    return [_conv(in_ch, out_ch, kernel), _elu(), _batch_norm(out_ch), *pooling, _relu()]
 
 
 @register_model(
@@ -228,7 +230,7 @@ def wsi_net(in_channels: int = 1, out_features: int = 1, image_size: tuple[int, 
         PreActBottleneck(32, 16, 32),
         PreActBottleneck(32, 32, 64, stride=2),
         *_conv_bn_relu(64, 32, 1),
-        _conv(32, 32, 5), _elu(), _batch_norm(32), nn.MaxPool2d(2), _relu(),  # _conv_bn_relu, pooled first
+        *_conv_bn_relu(32, 32, 5, pool=2),
     )
 
     def head(flat: int) -> list[nn.Module]:
