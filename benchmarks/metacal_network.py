@@ -4,7 +4,8 @@ Draws `--batch` noisy 64x64 stamps (0.2"/px, exponential galaxies, truncated Mof
 GalSim, then times on the same stamps, each after one warm-up call (median of `--repeats`):
 
 - the counterfactual images alone (noshear, 1p, 1m, 2p, 2m, with the rotated-noise correction);
-- `shear_net` on those five images in `--views` views (untrained: speed does not depend on weights);
+- `shear_net` on those five images in `--views` views (untrained: speed does not depend on weights),
+  its BatchNorm folded into the convolutions as `network_metacal` runs it;
 - the whole `network_metacal` (images, network and responses), the figure to compare;
 - AnaCal (`lensml[baselines]`) on the same stamps with its own noise correction.
 
@@ -21,7 +22,7 @@ from _timing import timed
 from metacal import PIXEL_SCALE_ARCSEC, STAMP_PIXELS, _stamps
 
 from lensml.baselines.anacal import anacal_kernel_arcsec, anacal_shear
-from lensml.inference import predict_array
+from lensml.inference import predict_array, with_batchnorm_folded
 from lensml.modelfile import ModelInfo
 from lensml.shear.network_metacal import correction_noise, metacal_network_inputs, network_metacal
 
@@ -54,7 +55,8 @@ def main() -> None:
     cases = {
         "counterfactual images (5, noise-corrected)":
             lambda: metacal_network_inputs(info.inputs, info.norm, galaxies, psf_np, device, noise),
-        f"shear_net on 5 images x {args.views} views": lambda: predict_array(net, info, flat, device, 512, args.views),
+        f"shear_net on 5 images x {args.views} views":
+            lambda: predict_array(with_batchnorm_folded(net), info, flat, device, 512, args.views),
         f"network_metacal, {args.views} views (all of it)":
             lambda: network_metacal(net, info, galaxies, psf_np, device, noise_sigma=sigma, tta=args.views,
                                     batch_size=512),

@@ -217,8 +217,13 @@ def mixed_batch():
     return images, _as_batch(*(_psf_array(p) for p in psfs))
 
 
-def test_batch_equals_single_stamps(mixed_batch):
+@pytest.mark.parametrize("block_stamps", [None, 2])
+def test_batch_equals_single_stamps(mixed_batch, block_stamps, monkeypatch):
+    """Also when the batch is worked through in blocks (each with its own PSFs and frequency band)."""
+    if block_stamps is not None:
+        monkeypatch.setattr("lensml.shear.metacal.BLOCK_STAMPS", block_stamps)
     images, psfs = mixed_batch
+    assert block_stamps is None or len(images) > block_stamps
     batched = metacal_images(images, psfs, DELTA)
     for i in range(len(images)):
         single = metacal_images(images[i : i + 1], psfs[i : i + 1], DELTA)

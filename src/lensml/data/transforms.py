@@ -8,6 +8,7 @@ network's answers over them removes any additive bias the network has in the lat
 
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import numpy as np
@@ -17,23 +18,27 @@ import torch
 SPIN2_COMPONENT = {"g1": 1, "g2": 2, "e1": 1, "e2": 2}
 
 
-def normalise(images: np.ndarray, method: str) -> np.ndarray:
+def normalise(images: np.ndarray | torch.Tensor, method: str) -> np.ndarray | torch.Tensor:
     """Normalise each image (last two axes) on its own, so flux and sky level carry no weight.
 
     rms: divide by the root-mean-square pixel value (stable at any SNR);
     minmax: scale to [0, 1] (LensNet's 8-bit inputs); none: leave as is.
+    Float32 out, a numpy array for a numpy array and a tensor (on its device) for a tensor.
     """
-    x = np.asarray(images, dtype=np.float32)
-    if method == "none":
-        return x
+    as_numpy = not isinstance(images, torch.Tensor)
+    x = torch.from_numpy(np.asarray(images, dtype=np.float32)) if as_numpy else images.float()
     if method == "rms":
-        scale = np.sqrt(np.mean(np.square(x, dtype=np.float64), axis=(-2, -1), keepdims=True))
-        return (x / np.where(scale > 0, scale, 1.0)).astype(np.float32)
-    if method == "minmax":
-        lo = x.min(axis=(-2, -1), keepdims=True)
-        span = x.max(axis=(-2, -1), keepdims=True) - lo
-        return ((x - lo) / np.where(span > 0, span, 1.0)).astype(np.float32)
-    raise ValueError(f"unknown normalisation {method!r}")
+        # squares summed in float64 (no float64 copy of the images is made)
+        scale = torch.linalg.vector_norm(x, dim=(-2, -1), keepdim=True, dtype=torch.float64)
+        scale = (scale / math.sqrt(x.shape[-2] * x.shape[-1])).float()
+        x = x / torch.where(scale > 0, scale, torch.ones_like(scale))
+    elif method == "minmax":
+        lo = x.amin(dim=(-2, -1), keepdim=True)
+        span = x.amax(dim=(-2, -1), keepdim=True) - lo
+        x = (x - lo) / torch.where(span > 0, span, torch.ones_like(span))
+    elif method != "none":
+        raise ValueError(f"unknown normalisation {method!r}")
+    return x.numpy() if as_numpy else x
 
 
 def d4_images(images: torch.Tensor, element: int) -> torch.Tensor:

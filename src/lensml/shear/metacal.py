@@ -58,6 +58,9 @@ from torch import Tensor
 METACAL_TYPES = ("noshear", "1p", "1m", "2p", "2m")
 DEFAULT_DELTA = 0.01  # ngmix's default metacal step
 DEFAULT_KVALUE_THRESHOLD = 1e-7
+# Stamps per counterfactual pass: each pass holds (5, stamps, 64, 128) complex spectra; in blocks of
+# 32 they stay in the CPU's caches (1.2-1.4x faster on 2 cores than one pass over 256 stamps).
+BLOCK_STAMPS = 32
 _ADMOM_ITERATIONS = 40  # converged to ~1e-9 relative for Moffat and Gaussian PSFs
 
 
@@ -99,8 +102,7 @@ def psf_adaptive_moments(psf_images: Tensor, iterations: int = _ADMOM_ITERATIONS
     unweighted moments diverge.  The PSF is assumed centred, so the centroid is not fitted.
     Products and sums are written out elementwise: tiny matrix products hit slow BLAS warm-ups.
     """
-    unique, inverse = torch.unique(psf_images.to(torch.float64).flatten(1), dim=0, return_inverse=True)
-    full = unique.reshape(-1, *psf_images.shape[-2:])
+    full, inverse = _distinct(psf_images.to(torch.float64))
     start = _moments_of(full.flatten(1), _second_moment_products(full))
     size = (0.5 * (start[:, 0] + start[:, 2])).clamp_min(0.25)  # round, unweighted start
     # the weight falls below e^-18 beyond 6 unweighted sigmas (wider than the core): crop there
@@ -114,6 +116,13 @@ def psf_adaptive_moments(psf_images: Tensor, iterations: int = _ADMOM_ITERATIONS
         moments = 2.0 * _moments_of(psf * torch.exp(-0.5 * chi2), prods)
     m_xx, m_xy, m_yy = moments[inverse].unbind(-1)
     return torch.stack([torch.stack([m_xx, m_xy], -1), torch.stack([m_xy, m_yy], -1)], -2)
+
+
+def _distinct(batch: Tensor) -> tuple[Tensor, Tensor]:
+    """The distinct entries (U, ...) of a batch (B, ...) and each entry's index among them (B,): a set
+    drawn with one PSF does its PSF work once."""
+    unique, inverse = torch.unique(batch.reshape(len(batch), -1), dim=0, return_inverse=True)
+    return unique.reshape(-1, *batch.shape[1:]), inverse
 
 
 def _second_moment_products(images: Tensor) -> Tensor:
@@ -157,11 +166,13 @@ def _deconvolved_spectrum(images: Tensor, psf_images: Tensor, padded: tuple[int,
 
     The layout is x-frequency-major, so that every later FFT runs along the contiguous last axis.
     Both transforms are taken about their arrays' true centres: G_c / P_c = (G / P) e^{i k.(c - c_psf)}
-    for arrays FFT'd from their corner, so one phase ramp serves both.  Zero where |P| underflows.
+    for arrays FFT'd from their corner, so one phase ramp serves both; it is folded into 1 / P, which
+    is computed once per distinct PSF.  Zero where |P| underflows.
     """
     size = (padded[1], padded[0])
     galaxy = torch.fft.rfft2(images.transpose(-1, -2), s=size, dim=(-1, -2))[:, :n_kx]
-    psf = torch.fft.rfft2(psf_images.transpose(-1, -2), s=size, dim=(-1, -2))[:, :n_kx]
+    distinct_psfs, which = _distinct(psf_images)
+    psf = torch.fft.rfft2(distinct_psfs.transpose(-1, -2), s=size, dim=(-1, -2))[:, :n_kx]
     ky = 2.0 * math.pi * torch.fft.fftfreq(padded[0], dtype=images.dtype, device=images.device)
     kx = 2.0 * math.pi * torch.fft.rfftfreq(padded[1], dtype=images.dtype, device=images.device)[:n_kx]
     shift_y = (images.shape[-2] - psf_images.shape[-2]) / 2.0
@@ -169,8 +180,9 @@ def _deconvolved_spectrum(images: Tensor, psf_images: Tensor, padded: tuple[int,
     phase = kx[:, None] * shift_x + ky[None, :] * shift_y
     tiny = torch.finfo(images.dtype).tiny ** 0.5
     usable = psf.abs() > tiny
-    ratio = galaxy / torch.where(usable, psf, torch.ones_like(psf))
-    return torch.where(usable, ratio, torch.zeros_like(ratio)) * torch.polar(torch.ones_like(phase), phase)
+    inverse_psf = torch.polar(torch.ones_like(phase), phase) / torch.where(usable, psf, torch.ones_like(psf))
+    inverse_psf = torch.where(usable, inverse_psf, torch.zeros_like(inverse_psf))
+    return galaxy * (inverse_psf if len(inverse_psf) == 1 else inverse_psf[which])
 
 
 def _anti_sheared_reconv(
@@ -199,6 +211,12 @@ def _half_spectrum_weights(k: Tensor) -> Tensor:
     return weights
 
 
+def _skewed(b: Tensor) -> Tensor:
+    """Indices of the types whose inverse shear has an off-diagonal term B (for the rest the
+    resampling passes have no skew, and their phase factors are 1)."""
+    return torch.nonzero(b != 0).flatten()
+
+
 def _resample_x(spectrum: Tensor, inverse_shears: Tensor, wp: int, w: int) -> Tensor:
     """Pass 1: f1(x_p, y_n) = q(x_p / C + (B / C) y_n, y_n) as (5, B, W, Hp), for every padded row y_n.
 
@@ -212,11 +230,14 @@ def _resample_x(spectrum: Tensor, inverse_shears: Tensor, wp: int, w: int) -> Te
     y_rows = torch.fft.fftfreq(hp, dtype=real, device=spectrum.device) * hp  # signed padded rows
     x_out = _centred_coords(w, kx)
     mixed = torch.fft.ifft(spectrum, dim=-1)  # (kx, y)
-    skew = (b / c)[:, None, None, None] * kx[:, None] * y_rows[None, :]  # (5, 1, n_kx, Hp)
-    mixed = mixed * torch.polar(torch.ones_like(skew), skew)
+    skewed = _skewed(b)
+    skew = (b[skewed] / c[skewed])[:, None, None, None] * kx[:, None] * y_rows[None, :]  # (types, 1, n_kx, Hp)
+    mixed[skewed] *= torch.polar(torch.ones_like(skew), skew)
     angle = (x_out[None, :, None] / c[:, None, None]) * kx[None, None, :]  # (5, W, n_kx)
     weights = (_half_spectrum_weights(kx) / wp)[None, None, :].expand_as(angle)
-    return torch.matmul(torch.polar(weights, angle)[:, None], mixed).real  # (5, B, W, Hp)
+    series = _real_part_rows(torch.polar(weights, angle), dim=-1)  # (types, W, 2 n_kx)
+    interleaved = torch.view_as_real(mixed.transpose(-1, -2).contiguous()).flatten(-2)  # (types, B, Hp, 2 n_kx)
+    return torch.matmul(series[:, None], interleaved.transpose(-1, -2))  # (types, B, W, Hp)
 
 
 def _resample_y(f1: Tensor, inverse_shears: Tensor, h: int, n_ky: int) -> Tensor:
@@ -229,13 +250,23 @@ def _resample_y(f1: Tensor, inverse_shears: Tensor, h: int, n_ky: int) -> Tensor
     ky = 2.0 * math.pi * torch.fft.rfftfreq(hp, dtype=f1.dtype, device=f1.device)[:n_ky]
     x_out = _centred_coords(w, ky)
     y_out = _centred_coords(h, ky)
-    cols = torch.fft.rfft(f1, dim=-1)[..., :n_ky]  # mixed (x, ky)
-    skew = b[:, None, None, None] * x_out[:, None] * ky[None, :]  # (5, 1, W, n_ky)
-    cols = cols * torch.polar(torch.ones_like(skew), skew)
+    cols = torch.fft.rfft(f1, dim=-1)[..., :n_ky].contiguous()  # mixed (x, ky)
+    skewed = _skewed(b)
+    skew = b[skewed][:, None, None, None] * x_out[:, None] * ky[None, :]  # (types, 1, W, n_ky)
+    cols[skewed] *= torch.polar(torch.ones_like(skew), skew)
     angle = ky[None, :, None] * (c[:, None, None] * y_out[None, None, :])  # (5, n_ky, H)
     weights = (_half_spectrum_weights(ky) / hp)[None, :, None].expand_as(angle)
-    out = torch.bmm(cols.reshape(n_types, batch * w, n_ky), torch.polar(weights, angle))
-    return out.real.reshape(n_types, batch, w, h).transpose(-1, -2)
+    series = _real_part_rows(torch.polar(weights, angle), dim=-2)  # (types, 2 n_ky, H)
+    out = torch.bmm(torch.view_as_real(cols).reshape(n_types, batch * w, 2 * n_ky), series)
+    return out.reshape(n_types, batch, w, h).transpose(-1, -2)
+
+
+def _real_part_rows(series: Tensor, dim: int) -> Tensor:
+    """Re, -Im of a complex matrix interleaved along its summed axis `dim` (-1 or -2), so that a real
+    product with the other factor's interleaved (Re, Im) gives the real part of the complex product:
+    Re(a z) = Re a Re z - Im a Im z, half the arithmetic of the complex product."""
+    pair = torch.stack([series.real, -series.imag], -1 if dim == -1 else -2)
+    return pair.flatten(-2) if dim == -1 else pair.flatten(-3, -2)
 
 
 def _band_bins(sigma_min: float, threshold: float, delta: float, n: int) -> int:
@@ -269,8 +300,12 @@ def _counterfactuals(
     kx = 2.0 * math.pi * torch.fft.rfftfreq(padded[1], dtype=real, device=dev)[:n_kx]
     ky = 2.0 * math.pi * torch.fft.fftfreq(padded[0], dtype=real, device=dev)
     deconvolved = _deconvolved_spectrum(images, psf_images, padded, n_kx)  # (B, n_kx, Hp)
-    spectrum = deconvolved[None] * _anti_sheared_reconv(sigma_pixels, inverse, kx, ky, threshold)
-    if centre_pixels is not None:
+    if centre_pixels is not None and recentre:  # the same move for every type: once per stamp
+        deconvolved = deconvolved * _centre_phase(centre_pixels.to(real), inverse[:1], kx, ky, recentre)[0]
+    distinct_sigmas, which = _distinct(sigma_pixels)
+    reconv = _anti_sheared_reconv(distinct_sigmas, inverse, kx, ky, threshold)  # (types, U, n_kx, n_ky)
+    spectrum = deconvolved[None] * (reconv if len(distinct_sigmas) == 1 else reconv[:, which])
+    if centre_pixels is not None and not recentre:
         spectrum = spectrum * _centre_phase(centre_pixels.to(real), inverse, kx, ky, recentre)
     f1 = _resample_x(spectrum, inverse, padded[1], w)
     return _resample_y(f1, inverse, h, n_ky).transpose(0, 1).contiguous()
@@ -301,19 +336,21 @@ def weighted_centroid(images: Tensor, sigma_pixels: float | Tensor, iterations: 
     noise out.  A stamp whose weighted flux is not positive keeps the stamp's centre; a centre stays
     within CENTROID_REACH_PIXELS of the stamp's (stamps are cut around their galaxy).
     """
-    sigma = torch.as_tensor(sigma_pixels, dtype=torch.float64, device=images.device).reshape(-1, 1, 1)
+    sigma = torch.as_tensor(sigma_pixels, dtype=torch.float64, device=images.device).reshape(-1, 1)
     # beyond 6 weight sigmas of any centre it can reach, a pixel weighs less than e^-18: crop there
     work = _central_crop(images.to(torch.float64), 6.0 * float(sigma.max()) + CENTROID_REACH_PIXELS)
-    y = _centred_coords(work.shape[-2], work)[:, None]
-    x = _centred_coords(work.shape[-1], work)[None, :]
+    y = _centred_coords(work.shape[-2], work)
+    x = _centred_coords(work.shape[-1], work)
     centre = torch.zeros(images.shape[0], 2, dtype=work.dtype, device=work.device)
     reach = min(CENTROID_REACH_PIXELS, (work.shape[-1] - 1) / 2.0, (work.shape[-2] - 1) / 2.0)
     half_width = torch.tensor([reach, reach], dtype=work.dtype, device=work.device)
     for _ in range(iterations):
-        cx, cy = centre[:, 0, None, None], centre[:, 1, None, None]
-        weighted = work * torch.exp(-0.5 * ((x - cx) ** 2 + (y - cy) ** 2) / sigma**2)
-        flux = weighted.sum((-2, -1))
-        new = torch.stack([(weighted * x).sum((-2, -1)), (weighted * y).sum((-2, -1))], -1) / flux[:, None]
+        # the round weight is separable, w = w_x(x) w_y(y): its sums are a matrix product and dot products
+        w_x = torch.exp(-0.5 * ((x - centre[:, :1]) / sigma) ** 2)  # (B, W)
+        w_y = torch.exp(-0.5 * ((y - centre[:, 1:]) / sigma) ** 2)  # (B, H)
+        rows = torch.matmul(work, torch.stack([w_x, w_x * x], -1)) * w_y[..., None]  # (B, H, 2): I w, I w x
+        flux = rows[..., 0].sum(-1)
+        new = torch.stack([rows[..., 1].sum(-1), (rows[..., 0] * y).sum(-1)], -1) / flux[:, None]
         good = (flux > 0)[:, None] & torch.isfinite(new).all(-1, keepdim=True)
         centre = torch.where(good, torch.maximum(torch.minimum(new, half_width), -half_width), centre)
     return centre
@@ -394,8 +431,12 @@ def metacal_images(
         sigma = sigma.expand(images.shape[0]).clone()
     centre = _shear_centre(work, sigma, shear_centre)
     noise_field = _noise_field(work, noise, noise_sigma, generator)
-    result = _metacal_with_noise(work, psf, sigma, delta, pad_factor, kvalue_threshold, noise_field, rotate_noise_psf,
-                                 centre, recentre, tuple(types))
+    blocks = [slice(start, start + BLOCK_STAMPS) for start in range(0, len(work), BLOCK_STAMPS)]
+    result = torch.cat([
+        _metacal_with_noise(work[b], psf[b], sigma[b], delta, pad_factor, kvalue_threshold,
+                            None if noise_field is None else noise_field[b], rotate_noise_psf, centre[b], recentre,
+                            tuple(types))
+        for b in blocks])
     reconv = gaussian_image(sigma, tuple(images.shape[-2:]))
     return MetacalImages(result.to(out_dtype), reconv.to(out_dtype), sigma.to(out_dtype), float(delta),
                          centre.to(out_dtype))

@@ -21,7 +21,7 @@ import torch
 from tqdm import tqdm
 
 from ..data.transforms import normalise
-from ..inference import predict_array
+from ..inference import predict_array, with_batchnorm_folded
 from ..modelfile import ModelInfo
 from .metacal import DEFAULT_DELTA, METACAL_TYPES, metacal_images, response_from_estimates
 
@@ -51,11 +51,13 @@ def metacal_network_inputs(inputs: Sequence[str], norm: str, galaxies: np.ndarra
     gal = torch.from_numpy(np.ascontiguousarray(galaxies, dtype=np.float64)).to(device)
     psf = torch.from_numpy(np.ascontiguousarray(psfs, dtype=np.float64)).to(device)
     noise_t = None if noise is None else torch.from_numpy(np.asarray(noise, np.float64)).to(device)
-    mc = metacal_images(gal, psf, delta, noise=noise_t, recentre=True, types=types, compute_dtype=COMPUTE_DTYPE)
-    b, n_types = mc.images.shape[:2]
-    channels = {"galaxy": mc.images, "psf": mc.reconv_psf[:, None].expand(-1, n_types, -1, -1)}
-    x = torch.stack([channels[k] for k in inputs], 2)
-    return normalise(x.float().cpu().numpy(), norm)
+    mc = metacal_images(gal.to(COMPUTE_DTYPE), psf, delta, noise=noise_t, recentre=True, types=types,
+                        compute_dtype=COMPUTE_DTYPE)
+    n_types = mc.images.shape[1]
+    # the reconvolution PSF is the same for all of a stamp's images: normalised once
+    channels = {"galaxy": lambda: normalise(mc.images, norm),
+                "psf": lambda: normalise(mc.reconv_psf, norm)[:, None].expand(-1, n_types, -1, -1)}
+    return torch.stack([channels[k]() for k in inputs], 2).cpu().numpy()
 
 
 def metacal_training_inputs(inputs: Sequence[str], norm: str, galaxies: np.ndarray, psfs: np.ndarray,
@@ -86,6 +88,7 @@ def network_metacal(net: torch.nn.Module, info: ModelInfo, galaxies: np.ndarray,
     keys = np.arange(n) if noise_keys is None else np.asarray(noise_keys)
     g_out, r_out = np.empty((n, 2)), np.empty((n, 2, 2))
     cols = [info.targets.index("g1"), info.targets.index("g2")]
+    net = with_batchnorm_folded(net)  # it runs ten times per galaxy
     for start in tqdm(range(0, n, CHUNK), desc="metacal", unit="chunk", disable=not progress, leave=False):
         stop = min(start + CHUNK, n)
         noise = None if noise_sigma is None else correction_noise(galaxies.shape[-2:], noise_sigma[start:stop],
