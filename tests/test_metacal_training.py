@@ -59,7 +59,26 @@ def test_training_images_are_the_noshear_images_metacal_shows(noisy_set):
     assert not np.allclose(shown[:, 0], shown[:, 1])  # noshear is not 1p
 
 
-def test_metacal_model_end_to_end(noisy_set, tmp_path, capsys):
+def _chunking_changes_nothing(pairs, model, tmp_path, monkeypatch) -> None:
+    """Scored a few stamps at a time (pairs split across chunks), every estimator's m and c and every
+    per-stamp metacal answer are those of one pass: correction noises are keyed by pair, not by position."""
+    whole, chunked, csv_whole, csv_chunked = (tmp_path / name for name in ("w.json", "c.json", "w.csv", "c.csv"))
+    assert run("evaluate", "-i", pairs, "-m", model, "--anacal", "--json", whole) == 0
+    assert run("predict", "-i", pairs, "-m", model, "-o", csv_whole) == 0
+    monkeypatch.setattr("lensml.workflows.shear_eval.EVAL_CHUNK_STAMPS", 3)
+    assert run("evaluate", "-i", pairs, "-m", model, "--anacal", "--json", chunked) == 0
+    assert run("predict", "-i", pairs, "-m", model, "-o", csv_chunked) == 0
+    # the baselines (float64, stamp by stamp) exactly as in one pass
+    expected, got = (json.loads(path.read_text()) for path in (whole, chunked))
+    for name in ("hsm", "anacal"):
+        assert got[name] == expected[name]
+    # the network's answers to float32 rounding, which its batch size moves (R is a difference / 0.02)
+    np.testing.assert_allclose(np.loadtxt(csv_chunked, delimiter=",", skiprows=1, usecols=range(2, 8)),
+                               np.loadtxt(csv_whole, delimiter=",", skiprows=1, usecols=range(2, 8)),
+                               rtol=0, atol=2e-5)
+
+
+def test_metacal_model_end_to_end(noisy_set, tmp_path, capsys, monkeypatch):
     model = tmp_path / "mc"
     assert run("train", "-i", noisy_set, "-m", model, "--metacal", "--epochs", 1, "--batch-size", 16,
                "--seed", 2) == 0
@@ -75,6 +94,7 @@ def test_metacal_model_end_to_end(noisy_set, tmp_path, capsys):
     results = json.loads((tmp_path / "e.json").read_text())
     assert "paired" in results["metacal"] and np.shape(results["metacal"]["response_mean"]) == (2, 2)
     assert "shear_net metacal" in capsys.readouterr().out
+    _chunking_changes_nothing(pairs, model, tmp_path, monkeypatch)
     assert run("predict", "-i", pairs / "gal_0.fits", "--psf", pairs / "psf_0.fits", "-m", model) == 0
     assert "R11" in capsys.readouterr().out
     assert run("calibrate", "-i", pairs, "-m", model) == 2

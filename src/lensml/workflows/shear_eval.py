@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tqdm import tqdm
 
 from ..baselines.hsm import ensemble_shear, hsm_measure, per_galaxy_shear
 from ..data.inputs import model_input
@@ -33,12 +34,14 @@ def _require_shear(info: ModelInfo, model_file: str) -> None:
         raise BadInputError(f"{model_file} is a {info.task} model; a data.json needs a shear model")
 
 
-def _stamp_channels(manifest: Manifest, info: ModelInfo, indices: list[int], with_psf: bool, progress: bool):
+def _stamp_channels(manifest: Manifest, info: ModelInfo, indices: list[int], with_psf: bool, progress: bool,
+                    plain: bool = True):
     """Raw galaxy (and PSF) stamps once, plus the model's normalised input built from them (None for
-    a metacal model, which only ever sees metacal images)."""
+    a metacal model, which only ever sees metacal images, or when the `plain` input is not wanted)."""
     keys = list(dict.fromkeys(["galaxy", *(["psf"] if with_psf else []), *info.inputs]))
     raw = load_stamps(manifest, keys, "none", indices=indices, shape=info.image_size, progress=progress)
-    x = None if info.metacal else normalise(raw[:, [keys.index(k) for k in info.inputs]], info.norm)
+    wanted = plain and not info.metacal
+    x = normalise(raw[:, [keys.index(k) for k in info.inputs]], info.norm) if wanted else None
     return raw, keys, x
 
 
@@ -70,18 +73,13 @@ def evaluate_shear(
     for wanted, name in ((anacal, "AnaCal"), (metacal, "metacalibration")):
         if wanted and not with_psf:
             raise BadInputError(f"{manifest.path}: {name} needs each stamp's PSF image (a 'psf' entry)")
-    raw, keys, x = _stamp_channels(manifest, info, indices, with_hsm or anacal or metacal, progress)
     shear_cols = [info.targets.index(g) for g in SHEAR] if set(SHEAR) <= set(info.targets) else None
     design = paired_design(manifest, indices) if shear_cols is not None else None
-    metacal_g_r = None
-    if metacal and shear_cols is not None:
-        metacal_g_r = _network_metacal(net, info, manifest, indices, raw[:, keys.index("galaxy")],
-                                       raw[:, keys.index("psf")], design, dev, batch_size, tta, progress)
-    if info.metacal:  # a metacal model has only seen metacal images: its plain answer is on the noshear one
-        pred = np.empty((len(indices), len(info.targets)))
-        pred[:, shear_cols] = metacal_g_r[0]
-    else:
-        pred = predict_array(net, info, x, dev, batch_size, tta, progress)
+    found = _per_stamp_estimates(net, info, manifest, indices, design, dev, batch_size, tta, progress,
+                                 hsm=hsm if with_hsm and shear_cols is not None else None,
+                                 anacal=anacal and shear_cols is not None, metacal=metacal and shear_cols is not None,
+                                 with_psf=with_hsm or anacal or metacal)
+    pred = found["network"]
     true = manifest.targets(info.targets, indices)
 
     results: dict[str, Any] = {"model": str(model_file), "arch": info.arch, "data": str(manifest.path), "subset": subset,
@@ -90,8 +88,8 @@ def evaluate_shear(
     estimates = {info.arch: pred[:, shear_cols]} if shear_cols is not None else {}
     if design is not None:
         results["paired"] = paired_shear_bias(pred[:, shear_cols], **design)
-    if with_hsm and shear_cols is not None:
-        measured = hsm_measure(raw[:, keys.index("galaxy")], raw[:, keys.index("psf")], hsm, progress=progress)
+    if "hsm" in found:
+        measured = found["hsm"]
         g_hsm = per_galaxy_shear(measured, hsm)
         failures = int((~np.isfinite(g_hsm).all(axis=1)).sum())
         ok = len(g_hsm) - failures >= MIN_STAMPS
@@ -101,12 +99,11 @@ def evaluate_shear(
             g_ensemble, responsivity = ensemble_shear(measured, hsm)
             results["hsm"]["paired"] = {**paired_shear_bias(g_ensemble, **design), "responsivity": responsivity}
         estimates[f"HSM {hsm}"] = g_hsm
-    if metacal_g_r is not None:
-        results["metacal"] = _metacal_results(*metacal_g_r, true[:, shear_cols], design)
+    if "metacal" in found:
+        results["metacal"] = _metacal_results(*found["metacal"], true[:, shear_cols], design)
         estimates[f"{info.arch} metacal"] = results["metacal"].pop("per_stamp")
-    if anacal and shear_cols is not None:
-        results["anacal"] = _anacal_results(manifest, indices, raw[:, keys.index("galaxy")],
-                                            raw[:, keys.index("psf")], true[:, shear_cols], design, progress)
+    if "anacal" in found:
+        results["anacal"] = _anacal_results(*found["anacal"], true[:, shear_cols], design)
         estimates["AnaCal"] = results["anacal"].pop("per_stamp")
     report(f"{manifest.path}: scored {len(indices)} stamps ({subset})")
     if info.calibration.get("sha256") == manifest.sha256:
@@ -136,30 +133,69 @@ def _noise_sigmas(manifest: Manifest, indices: list[int]) -> np.ndarray:
     return np.array([manifest.entries[i].get("noise_sigma", 0.0) for i in indices], dtype=float)
 
 
-def _network_metacal(net, info: ModelInfo, manifest: Manifest, indices: list[int], galaxies: np.ndarray,
-                     psfs: np.ndarray, design: dict[str, Any] | None, device, batch_size: int, tta: bool | int,
-                     progress: bool) -> tuple[np.ndarray, np.ndarray]:
-    """g and R of the network on the stamps' metacal images, noise-corrected where noise is recorded,
-    with one correction noise per pair of a paired design."""
+EVAL_CHUNK_STAMPS = 8192  # stamps read and measured at a time: memory stays flat for sets of any size
+
+
+def _per_stamp_estimates(net, info: ModelInfo, manifest: Manifest, indices: list[int], design: dict[str, Any] | None,
+                         device, batch_size: int, tta: bool | int, progress: bool, hsm: str | None, anacal: bool,
+                         metacal: bool, with_psf: bool, plain: bool = True) -> dict[str, Any]:
+    """Every estimator's per-stamp output on the scored stamps, read and measured EVAL_CHUNK_STAMPS at a time.
+
+    "network": the model's answer (N, targets) (for a metacal model, its g on the noshear images), unless
+    not `plain`;
+    "metacal": g (N, 2) and R (N, 2, 2); "hsm": HSM's (N, 2); "anacal": e (N, 2) and R (N, 2). The
+    correction noise of stamp i is keyed by its pair (paired design) or its position in `indices`, so
+    the result does not depend on the chunking.
+    """
+    from ..baselines.anacal import anacal_kernel_arcsec, anacal_shear
+    from ..io.fits import read_fits_header_value
     from ..shear.network_metacal import network_metacal
 
+    n = len(indices)
+    keys = design["pair"] if design is not None else np.arange(n)
     sigma = _noise_sigmas(manifest, indices)
-    return network_metacal(net, info, galaxies, psfs, device, noise_sigma=sigma if sigma.any() else None,
-                           noise_keys=design["pair"] if design is not None else None, batch_size=batch_size,
-                           tta=tta, progress=progress)
+    shear_cols = [info.targets.index(g) for g in SHEAR] if set(SHEAR) <= set(info.targets) else []
+    parts: dict[str, list] = {}
+    kernel_arcsec = pixel_scale = None
+    chunks = [slice(start, min(start + EVAL_CHUNK_STAMPS, n)) for start in range(0, n, EVAL_CHUNK_STAMPS)]
+    inner_progress = progress and len(chunks) == 1
+    for part in tqdm(chunks, desc="score", unit="chunk", disable=not progress or len(chunks) == 1, leave=False):
+        raw, channels, x = _stamp_channels(manifest, info, indices[part], with_psf, inner_progress, plain)
+        galaxies = raw[:, channels.index("galaxy")]
+        psfs = raw[:, channels.index("psf")] if with_psf else None
+        if metacal:
+            g, r = network_metacal(net, info, galaxies, psfs, device, noise_sigma=sigma[part] if sigma.any() else None,
+                                   noise_keys=keys[part], batch_size=batch_size, tta=tta, progress=inner_progress)
+            parts.setdefault("metacal_g", []).append(g)
+            parts.setdefault("metacal_r", []).append(r)
+        if plain and info.metacal:  # a metacal model has only seen metacal images: its plain answer is on the noshear one
+            pred = np.empty((len(galaxies), len(info.targets)))
+            pred[:, shear_cols] = g
+            parts.setdefault("network", []).append(pred)
+        elif plain:
+            parts.setdefault("network", []).append(predict_array(net, info, x, device, batch_size, tta, inner_progress))
+        if hsm is not None:
+            parts.setdefault("hsm", []).append(hsm_measure(galaxies, psfs, hsm, progress=inner_progress))
+        if anacal:
+            if kernel_arcsec is None:  # one kernel for the whole set, from its first PSF
+                pixel_scale = read_fits_header_value(manifest.image_path(indices[0], "galaxy"), "PIXSCALE", 1.0)
+                kernel_arcsec = anacal_kernel_arcsec(psfs[0], pixel_scale)
+            e, r = anacal_shear(galaxies, psfs, pixel_scale, sigma[part], noise_seeds=keys[part],
+                                progress=inner_progress, sigma_shapelets=kernel_arcsec)
+            parts.setdefault("anacal_e", []).append(e)
+            parts.setdefault("anacal_r", []).append(r)
+    joined = {name: np.concatenate(arrays) for name, arrays in parts.items()}
+    found: dict[str, Any] = {name: joined[name] for name in ("network", "hsm") if name in joined}
+    for name, first, second in (("metacal", "metacal_g", "metacal_r"), ("anacal", "anacal_e", "anacal_r")):
+        if first in joined:
+            found[name] = (joined[first], joined[second])
+    return found
 
 
-def _anacal_results(manifest: Manifest, indices: list[int], galaxies: np.ndarray, psfs: np.ndarray,
-                    true: np.ndarray, design: dict[str, Any] | None, progress: bool) -> dict[str, Any]:
+def _anacal_results(e: np.ndarray, r: np.ndarray, true: np.ndarray, design: dict[str, Any] | None) -> dict[str, Any]:
     """AnaCal on the same stamps: per-stamp e / <R> against the truth, and the paired m and c with R per stamp."""
-    from ..baselines.anacal import anacal_kernel_arcsec, anacal_shear, response_matrix
-    from ..io.fits import read_fits_header_value
+    from ..baselines.anacal import response_matrix
 
-    sigma = _noise_sigmas(manifest, indices)
-    scale = read_fits_header_value(manifest.image_path(indices[0], "galaxy"), "PIXSCALE", 1.0)
-    seeds = design["pair"] if design is not None else None
-    e, r = anacal_shear(galaxies, psfs, scale, sigma, noise_seeds=seeds, progress=progress,
-                        sigma_shapelets=anacal_kernel_arcsec(psfs[0], scale))
     ok = np.isfinite(e).all(1) & np.isfinite(r).all(1)
     per_stamp = e / r[ok].mean(0)
     out: dict[str, Any] = {"failures": int((~ok).sum()), "per_stamp": per_stamp,
@@ -278,9 +314,9 @@ def _predict_metacal(path, net, info, dev, out_csv, batch_size, tta, progress, p
     indices = list(range(len(manifest)))
     if not all("psf" in e for e in manifest.entries):
         raise BadInputError(f"{manifest.path}: metacalibration needs each stamp's PSF image (a 'psf' entry)")
-    raw = load_stamps(manifest, ["galaxy", "psf"], "none", shape=info.image_size, progress=progress)
-    design = paired_design(manifest, indices)
-    g, r = _network_metacal(net, info, manifest, indices, raw[:, 0], raw[:, 1], design, dev, batch_size, tta, progress)
+    found = _per_stamp_estimates(net, info, manifest, indices, paired_design(manifest, indices), dev, batch_size, tta,
+                                 progress, hsm=None, anacal=False, metacal=True, with_psf=True, plain=False)
+    g, r = found["metacal"]
     out = np.concatenate([g, r.reshape(-1, 4)], axis=1)
     header = ["index", "galaxy", "g1", "g2", "R11", "R12", "R21", "R22"]
     rows = [[i, e["galaxy"], *out[i].tolist()] for i, e in enumerate(manifest.entries)]
