@@ -112,6 +112,9 @@ CASES = [
     (["predict", "-i", "{setdir}/gal_1.fits", "-m", "{model}"], 2, "--psf"),
     (["predict", "-i", "{root}/small.fits", "--psf", "{root}/small.fits", "-m", "{model}"], 2, "expects 40x40"),
     (["evaluate", "-i", "{root}/space", "-m", "{model}"], 2, "is a shear model"),
+    (["calibrate", "-i", "{root}/space", "-m", "pretrained:lastro_epfl_space"], 2,
+     "`lensml calibrate` measures a shear model's multiplicative bias"),
+    (["calibrate", "-i", "{set}", "-m", "pretrained:shear_net_ground"], 2, "calibrated by its own response"),
     # challenge folders
     (["train", "-i", "{root}/nolabel", "--arch", "lens_flow"], 2, "has no label"),
     (["train", "-i", "{root}/orphanlabel", "--arch", "lens_flow"], 2, "999999 has a label but no image"),

@@ -47,6 +47,9 @@ def calibrate_model(model_file: Path, images: np.ndarray, targets: np.ndarray, d
 def calibrate_from_manifest(manifest_path: str, model_file: str, device: str = "auto", progress: bool = True) -> dict:
     """`lensml calibrate`: measure m on an independent simulated set (every entry is used)."""
     _, info = load_model(model_file)
+    if info.task != "shear":
+        raise BadInputError(f"{model_file} is a {info.task} model; `lensml calibrate` measures a shear model's "
+                            "multiplicative bias (a lens finder's probabilities are calibrated when it is trained)")
     if info.metacal:
         raise BadInputError(f"{model_file}: a metacal model is calibrated by its own response on each stamp; "
                             "it takes no calibration")
