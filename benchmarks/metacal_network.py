@@ -9,7 +9,9 @@ GalSim, then times on the same stamps, each after one warm-up call (median of `-
 - the whole `network_metacal` (images, network and responses), the figure to compare;
 - AnaCal (`lensml[baselines]`) on the same stamps with its own noise correction.
 
-    python benchmarks/metacal_network.py [--batch 256] [--repeats 3] [--threads 2] [--views 2]
+`--width` sets shear_net's width (16, the default network; 8 has a quarter of the arithmetic).
+
+    python benchmarks/metacal_network.py [--batch 256] [--repeats 3] [--threads 2] [--views 2] [--width 16]
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from metacal import PIXEL_SCALE_ARCSEC, STAMP_PIXELS, _stamps
 from lensml.baselines.anacal import anacal_kernel_arcsec, anacal_shear
 from lensml.inference import predict_array, with_batchnorm_folded
 from lensml.modelfile import ModelInfo
+from lensml.models.shear import leading_crop
 from lensml.shear.network_metacal import correction_noise, metacal_network_inputs, network_metacal
 
 NOISE_SIGMA = 2e-4  # SNR of about 30 for these galaxies
@@ -35,6 +38,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--views", type=int, default=2, choices=(1, 2, 4, 8))
+    parser.add_argument("--width", type=int, default=16, help="shear_net's width (default 16)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device("cpu")
@@ -44,17 +48,19 @@ def main() -> None:
     psf_np = psfs.numpy()
     sigma = np.full(args.batch, NOISE_SIGMA)
     info = ModelInfo(arch="shear_net", arch_kwargs={"in_channels": 2, "out_features": 2,
-                                                    "image_size": [STAMP_PIXELS, STAMP_PIXELS]},
+                                                    "image_size": [STAMP_PIXELS, STAMP_PIXELS],
+                                                    "width": args.width},
                      task="shear", inputs=["galaxy", "psf"], norm="rms", targets=["g1", "g2"],
                      target_mean=[0.0, 0.0], target_std=[0.2, 0.2], metacal=True)
     net = info.build().eval()
     noise = correction_noise(galaxies.shape[-2:], sigma, range(args.batch))
-    x = metacal_network_inputs(info.inputs, info.norm, galaxies, psf_np, device, noise)
+    crop = leading_crop(net)  # network_metacal keeps only the network's central crop of each image
+    x = metacal_network_inputs(info.inputs, info.norm, galaxies, psf_np, device, noise, crop=crop)
     flat = x.reshape(-1, *x.shape[2:])
     kernel = anacal_kernel_arcsec(psf_np[0], PIXEL_SCALE_ARCSEC)
     cases = {
         "counterfactual images (5, noise-corrected)":
-            lambda: metacal_network_inputs(info.inputs, info.norm, galaxies, psf_np, device, noise),
+            lambda: metacal_network_inputs(info.inputs, info.norm, galaxies, psf_np, device, noise, crop=crop),
         f"shear_net on 5 images x {args.views} views":
             lambda: predict_array(with_batchnorm_folded(net), info, flat, device, 512, args.views),
         f"network_metacal, {args.views} views (all of it)":

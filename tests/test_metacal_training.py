@@ -59,6 +59,24 @@ def test_training_images_are_the_noshear_images_metacal_shows(noisy_set):
     assert not np.allclose(shown[:, 0], shown[:, 1])  # noshear is not 1p
 
 
+def test_every_image_the_network_sees_is_centred_on_its_own_centroid(noisy_set):
+    """The centroid belongs to the estimator: measured on each noise-corrected counterfactual, not
+    carried over from the original stamp (whose centroid noise then biases the response, -0.5% in m
+    at SNR 30). Each of the five images' weighted centroids sits on the stamp's centre."""
+    from lensml.data.stamps import load_stamps
+    from lensml.io.manifest import read_manifest
+    from lensml.shear.metacal import CENTROID_WEIGHT_PER_SIGMA, reconv_sigma_from_psf, weighted_centroid
+
+    manifest = read_manifest(noisy_set)
+    raw = load_stamps(manifest, ("galaxy", "psf"), "none", indices=range(6), progress=False)
+    sigma = np.array([e["noise_sigma"] for e in manifest.entries[:6]])
+    noise = correction_noise(raw.shape[-2:], sigma, range(6), 9)
+    shown = metacal_network_inputs(("galaxy",), "rms", raw[:, 0], raw[:, 1], torch.device("cpu"), noise)[:, :, 0]
+    weight = CENTROID_WEIGHT_PER_SIGMA * reconv_sigma_from_psf(torch.from_numpy(raw[:, 1]).double())
+    centres = weighted_centroid(torch.from_numpy(shown).flatten(0, 1), weight.repeat_interleave(5))
+    assert float(centres.abs().max()) < 1e-4
+
+
 def _chunking_changes_nothing(pairs, model, tmp_path, monkeypatch) -> None:
     """Scored a few stamps at a time (pairs split across chunks), every estimator's m and c and every
     per-stamp metacal answer are those of one pass: correction noises are keyed by pair, not by position."""
@@ -81,9 +99,10 @@ def _chunking_changes_nothing(pairs, model, tmp_path, monkeypatch) -> None:
 def test_metacal_model_end_to_end(noisy_set, tmp_path, capsys, monkeypatch):
     model = tmp_path / "mc"
     assert run("train", "-i", noisy_set, "-m", model, "--metacal", "--epochs", 1, "--batch-size", 16,
-               "--seed", 2) == 0
+               "--seed", 2, "--width", 8) == 0
     info = read_info(model)
     assert info.metacal and info.arch == "shear_net" and info.training["config"]["target"] == "shape"
+    assert info.arch_kwargs["width"] == 8 and info.build()[0][1].out_channels == 8
     assert not info.calibration  # its response calibrates it
     pairs = tmp_path / "pairs"
     assert run("simulate", "weak", "--pairs", "-n", 4, "--ring", 2, "-o", pairs, "--stamp-size", 32,

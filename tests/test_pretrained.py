@@ -16,6 +16,7 @@ import torch
 from lensml.cli import main
 from lensml.modelfile import load_model
 from lensml.pretrained import catalogue
+from lensml.models.shear import leading_crop
 from lensml.shear.network_metacal import network_metacal
 
 from conftest import SAMPLE_LABELS
@@ -57,6 +58,22 @@ def test_shipped_shear_network_measures_a_ring_shear():
     g, r = network_metacal(net, info, galaxies, psfs, torch.device("cpu"), tta=2)
     shear = g.mean(0) / np.diagonal(r.mean(0))
     np.testing.assert_allclose(shear, [0.03, -0.02], atol=2e-3)
+
+
+def test_cutting_stamps_to_the_networks_crop_early_changes_no_answer(monkeypatch):
+    """network_metacal cuts the normalised images to shear_net's 32x32 crop before the network sees them;
+    normalised over the whole stamp first, the answers are those of the full stamps."""
+    net, info = load_model("pretrained:shear_net_ground")
+    galaxies, psfs = _ring(0.03, -0.02, n_orient=2)
+    rng = np.random.default_rng(0)
+    galaxies = galaxies + rng.normal(0.0, 1e-4, galaxies.shape)
+    sigma = np.full(len(galaxies), 1e-4)
+    early = network_metacal(net, info, galaxies, psfs, torch.device("cpu"), noise_sigma=sigma, tta=2)
+    assert leading_crop(net) == (32, 32)
+    monkeypatch.setattr("lensml.shear.network_metacal.leading_crop", lambda _: None)
+    whole = network_metacal(net, info, galaxies, psfs, torch.device("cpu"), noise_sigma=sigma, tta=2)
+    for cut, full in zip(early, whole):
+        np.testing.assert_allclose(cut, full, rtol=0, atol=1e-5)
 
 
 @pytest.mark.parametrize("survey", FINDERS)

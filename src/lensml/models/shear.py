@@ -77,6 +77,15 @@ class CentreCrop(nn.Module):
         return x[..., top : top + self.size[0], left : left + self.size[1]]
 
 
+def leading_crop(net: nn.Module) -> tuple[int, int] | None:
+    """The size of the CentreCrop a network starts with (shear_net's), or None: a caller can cut its
+    inputs to it early, the network's own crop then keeping them whole."""
+    first = net
+    while isinstance(first, nn.Sequential) and len(first):
+        first = first[0]
+    return first.size if isinstance(first, CentreCrop) else None
+
+
 def _conv_bn_relu(in_channels: int, out_channels: int) -> list[nn.Module]:
     return [nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False), nn.BatchNorm2d(out_channels),
             nn.ReLU(inplace=True)]

@@ -28,9 +28,10 @@ What `metacal_images` does, per stamp, with all lengths in pixels and k in radia
    inside the Nyquist frequency.  q is then evaluated at the sheared positions S^-1 x as its
    Fourier series - exact band-limited (sinc) interpolation, not bilinear or bicubic - in two
    separable one-dimensional passes (Catmull & Smith 1980): along x for every padded row, then
-   along y for every output column.  Each pass is a small complex matrix product, so the cost is
-   O(N^3) per stamp rather than the O(N^4) of a direct non-uniform transform; the only
-   approximation is the same periodic wrap-around that the zero padding already bounds.
+   along y for every output column.  Each pass is a small matrix product (in real arithmetic:
+   only the real part of the complex product is kept), so the cost is O(N^3) per stamp rather than
+   the O(N^4) of a direct non-uniform transform; the only approximation is the same periodic
+   wrap-around that the zero padding already bounds.  Stamps go through in blocks of BLOCK_STAMPS.
 4. Noise correction (Sheldon & Huff 2017, section 3): a noise image is rotated by 90 degrees,
    put through the same operation (same Gamma, same shears), rotated back and added.  The shear
    makes the deconvolved-and-reconvolved noise anisotropic in step with the shear; the rotated

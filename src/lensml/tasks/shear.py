@@ -14,7 +14,7 @@ TRAIN = ("arch", "epochs", "batch_size", "lr", "val_fraction", "seed", "augment"
 
 class ShearTask(Task):
     what = "shear data (a data.json)"
-    train_options = frozenset({*TRAIN, "loss", "targets", "calibrate", "metacal", "target"})
+    train_options = frozenset({*TRAIN, "loss", "targets", "calibrate", "metacal", "target", "width"})
     evaluate_options = frozenset({"device", "batch_size", "tta", "hsm", "anacal", "metacal", "json_path", "plot_path"})
     predict_options = frozenset({"device", "batch_size", "tta", "psf", "out_csv", "metacal"})
 

@@ -47,6 +47,7 @@ class ShearTrainConfig:
     # what g1, g2 are trained on: "shear" (the applied g) or "shape" (the sheared galaxy's ellipticity,
     # whose population mean is g); default: "shape" with metacal, else "shear"
     target: str | None = None
+    width: int | None = None  # channels of the first convolutions; None: the architecture's own
     schedule: str = "cosine"
     weight_decay: float = 0.0
     patience: int | None = None  # early stopping: epochs without a better validation loss
@@ -63,6 +64,7 @@ class ShearTrainConfig:
             (self.patience is None or self.patience > 0, f"patience must be positive, got {self.patience}"),
             (self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}"),
             (self.batch_size > 0, f"batch size must be positive, got {self.batch_size}"),
+            (self.width is None or self.width > 0, f"width must be positive, got {self.width}"),
             (self.lr > 0, f"learning rate must be positive, got {self.lr}"),
             (self.loss in LOSSES and self.loss != "bce", f"loss must be mse or mae, got {self.loss!r}"),
             (len(self.targets) > 0, "give at least one target"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from functools import partial
 from pathlib import Path
 
@@ -66,6 +67,8 @@ def train_shear(
     spec = get_spec(config.arch)
     if spec.task != "shear":
         raise BadInputError(f"{config.arch} is a {spec.task} architecture; a data.json needs a shear one")
+    if config.width is not None and "width" not in inspect.signature(spec.builder).parameters:
+        raise BadInputError(f"--width: {config.arch} has no width setting (shear_net and shear_cnn have)")
     out = writable_model_path(model)
     if remove:
         remove_model(out)
@@ -83,7 +86,7 @@ def train_shear(
     info = ModelInfo(
         arch=config.arch,
         arch_kwargs={"in_channels": len(spec.inputs), "out_features": len(config.targets),
-                     "image_size": list(images.shape[2:])},
+                     "image_size": list(images.shape[2:]), **({"width": config.width} if config.width else {})},
         task="shear", inputs=list(spec.inputs), norm=spec.norm, targets=list(config.targets), metacal=config.metacal,
         target_mean=_target_means(config.targets, targets[train_idx]), target_std=np.where(std > 0, std, 1.0).tolist(),
     )
