@@ -26,8 +26,8 @@ def quickstart(out_dir: str, n: int = 2000, epochs: int = 8, seed: int = 0, work
     train_set = simulate_weak(QUICKSTART_SIM, n, out / "train", seed=seed, workers=workers, progress=progress)
     test_set = simulate_weak(QUICKSTART_SIM, n_test, out / "test", seed=seed + 1, workers=workers, progress=progress,
                              pairs=QUICKSTART_PAIRS)
-    config = ShearTrainConfig(epochs=epochs, seed=seed, metacal=True)
-    report(f"[2/3] training {config.arch} on the stamps' metacal images for {epochs} epochs")
+    config = ShearTrainConfig(epochs=epochs, seed=seed, metacal=True, width=8)  # as pretrained:shear_net_ground
+    report(f"[2/3] training {config.arch} (width {config.width}) on the stamps' metacal images for {epochs} epochs")
     model = train_shear(str(train_set), str(out / "models" / config.arch), config, progress=progress)
     report("[3/3] evaluating on the paired test set, metacalibrated, beside GalSim HSM REGAUSS")
     return evaluate_shear(str(test_set), str(model), json_path=str(out / "results.json"),
