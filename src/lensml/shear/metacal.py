@@ -473,14 +473,21 @@ def _metacal_with_noise(
     types: tuple[str, ...] = METACAL_TYPES,
 ) -> Tensor:
     """Counterfactuals of the images (sheared about `centre`), plus those of the 90-degree-rotated
-    noise rotated back (sheared about the stamp's centre: the noise is stationary, any point will do)."""
+    noise rotated back (sheared about the stamp's centre: the noise is stationary, any point will do).
+
+    Stamps that share their noise image, PSF and reconvolution width (the two members of a pair in a
+    paired design) share the noise's counterfactuals, which are made once."""
     signal = _counterfactuals(images, psf, sigma, delta, pad_factor, threshold, centre, recentre, types)
     if noise is None:
         return signal
     noise_psf = torch.rot90(psf, 1, dims=(-2, -1)) if rotate_noise_psf else psf
-    noise_mc = _counterfactuals(torch.rot90(noise, 1, dims=(-2, -1)), noise_psf, sigma, delta, pad_factor, threshold,
-                                types=types)
-    return signal + torch.rot90(noise_mc, -1, dims=(-2, -1))
+    keys = torch.cat([noise.flatten(1), noise_psf.flatten(1), sigma[:, None]], 1)
+    distinct, which = _distinct(keys)
+    first = torch.zeros(len(distinct), dtype=torch.long, device=keys.device).scatter_reduce_(
+        0, which, torch.arange(len(keys), device=keys.device), reduce="amin", include_self=False)  # a stamp of each
+    noise_mc = _counterfactuals(torch.rot90(noise[first], 1, dims=(-2, -1)), noise_psf[first], sigma[first], delta,
+                                pad_factor, threshold, types=types)
+    return signal + torch.rot90(noise_mc, -1, dims=(-2, -1))[which]
 
 
 def response_from_estimates(estimates: Tensor, delta: float = DEFAULT_DELTA) -> tuple[Tensor, Tensor]:
