@@ -283,27 +283,6 @@ def test_noise_sigma_with_generator_equals_the_same_noise_image(mixed_batch):
     torch.testing.assert_close(from_image, from_sigma, rtol=0, atol=1e-14)
 
 
-def test_stamps_sharing_their_noise_share_its_counterfactuals(mixed_batch, monkeypatch):
-    """A paired design gives both members of a pair one noise image: its five counterfactuals are made
-    once for both, and each copy gets what the stamps get without copies (same PSFs, so same band)."""
-    import lensml.shear.metacal as metacal
-
-    images, psfs = mixed_batch
-    images, psfs = torch.cat([images, images]), torch.cat([psfs, psfs])  # every stamp twice, as +g and -g would be
-    noise = torch.randn(images.shape, dtype=images.dtype, generator=torch.Generator().manual_seed(3)) * 0.01
-    noise[len(noise) // 2 :] = noise[: len(noise) // 2]
-    made = []
-    counterfactuals = metacal._counterfactuals
-    monkeypatch.setattr(metacal, "_counterfactuals", lambda stamps, *a, **k: made.append(len(stamps)) or
-                        counterfactuals(stamps, *a, **k))
-    batched = metacal_images(images, psfs, DELTA, noise=noise).images
-    assert made == [len(images), len(images) // 2]  # the images, then each distinct noise once
-    half = len(images) // 2
-    alone = metacal_images(images[:half], psfs[:half], DELTA, noise=noise[:half]).images
-    torch.testing.assert_close(batched[:half], alone, rtol=0, atol=1e-12)
-    torch.testing.assert_close(batched[half:], alone, rtol=0, atol=1e-12)
-
-
 def test_float32_input_comes_back_float32_and_gaussian_image_has_unit_sum(sersic_case):
     image, psf_image = sersic_case
     result = metacal_images(_as_batch(image).float(), _as_batch(psf_image).float(), DELTA)
