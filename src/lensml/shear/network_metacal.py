@@ -76,11 +76,10 @@ def metacal_network_inputs(inputs: Sequence[str], norm: str, galaxies: np.ndarra
 
     With `crop`, only the central crop of each normalised image (normalised over the whole stamp) is
     kept: what a network that starts with that crop reads, at a quarter of the copying."""
-    gal = torch.from_numpy(np.ascontiguousarray(galaxies, dtype=np.float64)).to(device)
+    gal = torch.from_numpy(np.asarray(galaxies)).to(device, COMPUTE_DTYPE)  # float32 stamps: no copy
     psf = torch.from_numpy(np.ascontiguousarray(psfs, dtype=np.float64)).to(device)
     noise_t = None if noise is None else torch.from_numpy(np.asarray(noise, np.float64)).to(device)
-    mc = metacal_images(gal.to(COMPUTE_DTYPE), psf, delta, noise=noise_t, recentre=True, types=types,
-                        compute_dtype=COMPUTE_DTYPE)
+    mc = metacal_images(gal, psf, delta, noise=noise_t, recentre=True, types=types, compute_dtype=COMPUTE_DTYPE)
     n_types = mc.images.shape[1]
     images = centred_on_own_centroid(mc.images, mc.reconv_sigma_pixels)
     # the reconvolution PSF is the same for all of a stamp's images: normalised once

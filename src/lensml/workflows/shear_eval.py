@@ -34,6 +34,11 @@ def _require_shear(info: ModelInfo, model_file: str) -> None:
         raise BadInputError(f"{model_file} is a {info.task} model; a data.json needs a shear model")
 
 
+def _shear_columns(info: ModelInfo) -> list[int] | None:
+    """Where g1 and g2 are among the model's targets; None if it does not predict both."""
+    return [info.targets.index(g) for g in SHEAR] if set(SHEAR) <= set(info.targets) else None
+
+
 def _stamp_channels(manifest: Manifest, info: ModelInfo, indices: list[int], with_psf: bool, progress: bool,
                     plain: bool = True):
     """Raw galaxy (and PSF) stamps once, plus the model's normalised input built from them (None for
@@ -73,7 +78,7 @@ def evaluate_shear(
     for wanted, name in ((anacal, "AnaCal"), (metacal, "metacalibration")):
         if wanted and not with_psf:
             raise BadInputError(f"{manifest.path}: {name} needs each stamp's PSF image (a 'psf' entry)")
-    shear_cols = [info.targets.index(g) for g in SHEAR] if set(SHEAR) <= set(info.targets) else None
+    shear_cols = _shear_columns(info)
     design = paired_design(manifest, indices) if shear_cols is not None else None
     found = _per_stamp_estimates(net, info, manifest, indices, design, dev, batch_size, tta, progress,
                                  hsm=hsm if with_hsm and shear_cols is not None else None,
@@ -154,7 +159,7 @@ def _per_stamp_estimates(net, info: ModelInfo, manifest: Manifest, indices: list
     n = len(indices)
     keys = design["pair"] if design is not None else np.arange(n)
     sigma = _noise_sigmas(manifest, indices)
-    shear_cols = [info.targets.index(g) for g in SHEAR] if set(SHEAR) <= set(info.targets) else []
+    shear_cols = _shear_columns(info)
     parts: dict[str, list] = {}
     kernel_arcsec = pixel_scale = None
     chunks = [slice(start, min(start + EVAL_CHUNK_STAMPS, n)) for start in range(0, n, EVAL_CHUNK_STAMPS)]
