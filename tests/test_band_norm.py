@@ -2,7 +2,8 @@
 
 import numpy as np
 import pytest
-from astropy.visualization import ZScaleInterval
+from astropy.stats import mad_std
+from astropy.visualization import AsinhStretch, ZScaleInterval
 
 from lensml.data.band_norm import METHODS, _dilate, normalise_bands, zscale_limits, zscale_limits_astropy
 from lensml.errors import BadInputError
@@ -16,12 +17,19 @@ def _sample_scenes(samples, survey):
 
 
 def _reference(images, method):
-    """Straightforward per-band normalisation: astropy limits (or min/max) on the unmasked pixels."""
+    """Straightforward per-band normalisation on the unmasked pixels: astropy's ZScale limits, min/max,
+    or astropy's asinh stretch of (x - median) / mad_std."""
     out = np.zeros(images.shape, dtype=np.float64)
     for index in np.ndindex(images.shape[:2]):
         band = images[index].astype(np.float64)
         good = np.isfinite(band) & (band != CHALLENGE_MASK_VALUE)
         if not good.any():
+            continue
+        if method == "asinh":
+            sigma = mad_std(band[good])
+            if sigma > 0:
+                stretch = AsinhStretch(a=3 / 1000)  # asinh(x / a) / asinh(1 / a) of x in units of 1000 sigma
+                out[index] = np.where(good, stretch((band - np.median(band[good])) / (1000 * sigma), clip=False), 0)
             continue
         if method == "zscale":
             lo, hi = ZScaleInterval().get_limits(images[index][good])
@@ -33,13 +41,39 @@ def _reference(images, method):
 
 
 @pytest.mark.parametrize("survey", ["space", "ground"])
-@pytest.mark.parametrize("method", ["zscale", "minmax"])
+@pytest.mark.parametrize("method", ["zscale", "minmax", "asinh"])
 def test_real_images_agree_with_astropy_reference(challenge_samples, survey, method):
     scenes = _sample_scenes(challenge_samples, survey)
     out = normalise_bands(scenes, method)
     assert out.dtype == np.float32 and out.shape == scenes.shape
     np.testing.assert_allclose(out, _reference(scenes, method), rtol=0, atol=2e-6)
-    assert out.min() == 0.0 and out.max() == 1.0
+    if method == "asinh":  # not clipped: the sky goes below 0, the brightest cores above 1000 sigma
+        assert out.min() < -0.05 and 0.3 < out.max() < 2
+    else:
+        assert out.min() == 0.0 and out.max() == 1.0
+
+
+def _deflector_with_arc(arc_flux_sigma: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """A bright round deflector (peak 2000 sigma) with a faint ring at 1 arcsec in Space pixels, and the ring's pixels."""
+    y, x = np.mgrid[:101, :101] - 50.0
+    r = np.hypot(x, y)
+    deflector = 2000.0 * np.exp(-3.0 * np.sqrt(r / 4.0))  # about 17 sigma at the ring
+    ring = np.abs(r - 10.0) < 1.0
+    image = deflector + arc_flux_sigma * ring + rng.normal(size=r.shape)
+    return image[None, None].astype(np.float32) * 7.8e-13, ring
+
+
+def test_asinh_keeps_an_arc_that_zscale_saturates_on_a_bright_deflector():
+    rng = np.random.default_rng(5)
+    with_arc, ring = _deflector_with_arc(10.0, rng)
+    without = with_arc - (10.0 * 7.8e-13) * ring[None, None].astype(np.float32)
+    zscale = [normalise_bands(im, "zscale")[0, 0] for im in (with_arc, without)]
+    asinh = [normalise_bands(im, "asinh")[0, 0] for im in (with_arc, without)]
+    # Under the deflector's light the ring sits above ZScale's upper limit: both images are 1 there.
+    assert np.all(zscale[0][ring] == 1.0) and np.all(zscale[1][ring] == 1.0)
+    # The asinh stretch is strictly increasing and never clips: the ring stays brighter than its absence.
+    assert np.all(asinh[0][ring] > asinh[1][ring])
+    assert np.abs(asinh[0][~ring] - asinh[1][~ring]).max() < 0.01  # the sky level and sigma barely move
 
 
 def test_zscale_limits_match_astropy_on_real_bands(challenge_samples):
@@ -152,7 +186,7 @@ def test_clipping_to_unit_interval():
     assert np.all((out[0, 0][inside] > 0) & (out[0, 0][inside] < 1))
 
 
-@pytest.mark.parametrize("method", ["zscale", "minmax"])
+@pytest.mark.parametrize("method", ["zscale", "minmax", "asinh"])
 def test_constant_and_fully_masked_bands_are_zero(method):
     images = np.zeros((2, 3, 101, 101), dtype=np.float32)
     images[0, 0] = 4e-12
@@ -165,7 +199,7 @@ def test_constant_and_fully_masked_bands_are_zero(method):
     out = normalise_bands(images, method)
     assert not np.isnan(out).any()
     assert np.all(out[0] == 0) and np.all(out[1, 0] == 0) and np.all(out[1, 2] == 0)
-    assert out[1, 1].max() == 1.0
+    assert out[1, 1].max() == 1.0 if method != "asinh" else 0 < out[1, 1].max() < 1
 
 
 def test_minmax_spans_unit_interval_per_band():
@@ -184,12 +218,13 @@ def test_none_keeps_values_but_zeroes_masks():
     assert out[0, 0, 0, 0] == 0 and np.all(out.ravel()[1:] == np.float32(2e-12))
 
 
-def test_large_batches_match_small_ones():
+@pytest.mark.parametrize("method", ["zscale", "asinh"])
+def test_large_batches_match_small_ones(method):
     rng = np.random.default_rng(4)
     images = rng.lognormal(size=(90, 3, 101, 101)).astype(np.float32) * 1e-12
     images[5, 1, :20] = CHALLENGE_MASK_VALUE
-    whole = normalise_bands(images, "zscale")
-    parts = np.concatenate([normalise_bands(images[k : k + 7], "zscale") for k in range(0, 90, 7)])
+    whole = normalise_bands(images, method)
+    parts = np.concatenate([normalise_bands(images[k : k + 7], method) for k in range(0, 90, 7)])
     np.testing.assert_array_equal(whole, parts)
 
 

@@ -49,6 +49,22 @@ def test_streamed_scores_equal_the_cached_scores_whatever_the_batching(survey, t
     assert not list(tmp_path.glob("*.partial*"))
 
 
+def test_a_model_trained_on_asinh_scenes_is_given_asinh_scenes(survey, tmp_path):
+    folder, _ = survey
+    model = tmp_path / "asinh.safetensors"
+    assert run("train", "-i", folder, "-m", model, "--arch", "lens_flow", "--epochs", 1, "--batch-size", 8,
+               "--norm", "asinh") == 0
+    net, info = load_model(model)
+    assert info.norm == "asinh"
+    assert run("predict", "-i", folder, "-m", model, "-o", tmp_path / "p.csv", "--workers", 0) == 0
+    streamed = [float(r[1]) for r in rows(tmp_path / "p.csv")[1:]]
+    device, t = __import__("torch").device("cpu"), temperature(info)
+    asinh, _ = lens_scores(net, load_lens_set(folder, "asinh", progress=False).images, device, temperature=t)
+    zscale, _ = lens_scores(net, load_lens_set(folder, "zscale", progress=False).images, device, temperature=t)
+    np.testing.assert_allclose(streamed, asinh, rtol=1e-5)
+    assert np.abs(np.asarray(streamed) - zscale).max() > 1e-3
+
+
 def test_an_interrupted_prediction_is_completed_by_a_rerun(survey, tmp_path, monkeypatch):
     folder, model = survey
     full, out = tmp_path / "full.csv", tmp_path / "out.csv"

@@ -6,6 +6,11 @@ its own before it reaches a network:
 - zscale: limits (lo, hi) from IRAF's zscale exactly as astropy's `ZScaleInterval()` computes
   them with its defaults (LEXACTUM's normalisation), then (x - lo) / (hi - lo) clipped to [0, 1];
 - minmax: lo and hi are the band's minimum and maximum;
+- asinh: the band's sky level (median) subtracted and divided by its noise (1.4826 x the median
+  absolute deviation, as astropy's `mad_std`), then asinh(x / 3) / asinh(1000 / 3): linear to a
+  few sigma, logarithmic above, 1 at 1000 sigma, never clipped. ZScale's upper limit lies a few
+  sigma above the sky, so the light of a bright deflector saturates there and hides the arcs on
+  it; the asinh stretch keeps them (Lupton et al. 2004);
 - none: values as they are.
 
 Masked pixels (the survey's mask value, 100 for the challenge, or not finite; `io.challenge.masked_pixels`) take no part in the limits
@@ -22,13 +27,18 @@ regions) rounding alone decides astropy's rejections, so those bands are handed 
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from astropy.visualization import ZScaleInterval
 
 from ..errors import BadInputError
 from ..io.challenge import CHALLENGE_MASK_VALUE, masked_pixels
 
-METHODS = ("zscale", "minmax", "none")
+METHODS = ("zscale", "minmax", "asinh", "none")
+ASINH_SOFTENING_SIGMA = 3.0  # the stretch is linear below about this many sky sigmas
+ASINH_FULL_SCALE_SIGMA = 1000.0  # a pixel this far above the sky maps to 1
+MAD_TO_SIGMA = 1.482602218505602  # sigma / median absolute deviation of a Gaussian (astropy's mad_std)
 _ZSCALE = ZScaleInterval()  # the defaults the batched version follows
 # Bands normalised together, and sample rows fitted together: small enough that the
 # temporaries stay in the CPU cache, large enough that numpy's per-call cost is spread thin.
@@ -162,6 +172,41 @@ def _minmax_limits(bands: np.ndarray, good: np.ndarray) -> tuple[np.ndarray, np.
     return lo, hi
 
 
+def sky_level_and_sigma(bands: np.ndarray, good: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(median, MAD sigma) float64 of each image of a stack (M, H, W) over its good pixels; NaN where none is good.
+
+    Robust to the galaxies in a cutout as long as sky pixels are the majority.
+    """
+    flat = bands.reshape(len(bands), -1).astype(np.float64)
+    good = good.reshape(flat.shape)
+    level, sigma = np.full(len(flat), np.nan), np.full(len(flat), np.nan)
+    complete = good.all(axis=1)
+    if complete.any():
+        rows = flat[complete]
+        level[complete] = np.median(rows, axis=1)
+        sigma[complete] = MAD_TO_SIGMA * np.median(np.abs(rows - level[complete, None]), axis=1)
+    for row in np.flatnonzero(~complete & good.any(axis=1)):
+        values = flat[row][good[row]]
+        level[row] = np.median(values)
+        sigma[row] = MAD_TO_SIGMA * np.median(np.abs(values - level[row]))
+    return level, sigma
+
+
+def _asinh_stretch(bands: np.ndarray, good: np.ndarray) -> np.ndarray:
+    """asinh((x - sky) / (3 sigma)) / asinh(1000 / 3) per band, float32; bad pixels and noiseless bands 0."""
+    level, sigma = sky_level_and_sigma(bands, good)
+    ok = np.isfinite(sigma) & (sigma > 0)
+    scale = np.where(ok, ASINH_SOFTENING_SIGMA * sigma, 1.0).astype(np.float32)[:, None, None]
+    with np.errstate(invalid="ignore", over="ignore"):
+        out = np.subtract(bands, np.where(ok, level, 0.0).astype(np.float32)[:, None, None], dtype=np.float32)
+        out /= scale
+    np.arcsinh(out, out=out)
+    out *= np.float32(1.0 / math.asinh(ASINH_FULL_SCALE_SIGMA / ASINH_SOFTENING_SIGMA))
+    out[~ok] = 0.0
+    out[~good] = 0.0
+    return out
+
+
 def _rescale(bands: np.ndarray, good: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     """(x - lo) / (hi - lo) clipped to [0, 1], in float32 (the output's precision); bad pixels and flat bands 0.
 
@@ -196,6 +241,9 @@ def normalise_bands(images: np.ndarray, method: str, mask_value: float | None = 
         good = ~masked_pixels(bands, mask_value)
         if method == "none":
             out[start : start + len(bands)] = np.where(good, bands, np.float32(0.0))
+            continue
+        if method == "asinh":
+            out[start : start + len(bands)] = _asinh_stretch(bands, good)
             continue
         limits = zscale_limits(bands, good) if method == "zscale" else _minmax_limits(bands, good)
         out[start : start + len(bands)] = _rescale(bands, good, *limits)

@@ -7,9 +7,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..config import read_config_file, replace_from, require
+from ..data.band_norm import METHODS as NORMS
 from ..training import PRECISIONS, SCHEDULES
-
-NORMS = ("zscale", "minmax", "none")
 
 
 @dataclass(frozen=True)
