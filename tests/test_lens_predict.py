@@ -61,8 +61,10 @@ def test_a_model_trained_on_asinh_scenes_is_given_asinh_scenes(survey, tmp_path)
     device, t = __import__("torch").device("cpu"), temperature(info)
     asinh, _ = lens_scores(net, load_lens_set(folder, "asinh", progress=False).images, device, temperature=t)
     zscale, _ = lens_scores(net, load_lens_set(folder, "zscale", progress=False).images, device, temperature=t)
-    np.testing.assert_allclose(streamed, asinh, rtol=1e-5)
-    assert np.abs(np.asarray(streamed) - zscale).max() > 1e-3
+    # after one epoch every probability is near 0.5: the asinh inputs give the streamed values to float
+    # rounding, the ZScale ones measurably other values
+    assert np.abs(np.asarray(streamed) - asinh).max() <= 2e-6
+    assert np.abs(np.asarray(streamed) - zscale).max() > 2e-5
 
 
 def test_an_interrupted_prediction_is_completed_by_a_rerun(survey, tmp_path, monkeypatch):

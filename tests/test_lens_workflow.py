@@ -52,7 +52,7 @@ def test_train_evaluate_predict_features(challenge, tmp_path, capsys):
                "--batch-size", 4, "--val-fraction", 0.25, "--augment", "--seed", 5) == 0
     _, info = load_model(model.with_suffix(".safetensors"))
     val = info.training["val_indices"]
-    assert len(val) == 2 and info.task == "lens" and info.norm == "zscale" and info.arch_kwargs["in_channels"] == 1
+    assert len(val) == 2 and info.task == "lens" and info.norm == "asinh" and info.arch_kwargs["in_channels"] == 1
 
     report = tmp_path / "eval.json"
     assert run("evaluate", "-i", challenge / "space", "-m", model, "--json", report, "--plot", tmp_path / "roc.png") == 0

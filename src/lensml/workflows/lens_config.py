@@ -20,7 +20,7 @@ class LensTrainConfig:
     seed: int = 0
     val_fraction: float = 0.2
     augment: bool = False
-    norm: str = "zscale"
+    norm: str = "asinh"  # zscale (LEXACTUM's) saturates arcs on bright deflectors
     schedule: str = "constant"
     weight_decay: float = 0.0
     patience: int | None = None  # early stopping: epochs without a better validation loss
