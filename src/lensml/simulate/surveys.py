@@ -7,9 +7,8 @@ the published survey depths (Euclid VIS 24.5 at 10 sigma, KiDS u/g/r/i 24.2/25.1
 AB magnitude -2.5 log10(f) + zero_point with zero_point 0. The central galaxies of the samples are
 then of magnitude 20-24 (space) and 18-23 (ground, r), which set the faint end of the magnitude
 ranges below. Deflectors reach 2.8 mag brighter than the challenge's (an L* early-type galaxy at
-z = 0.2, theta_E about 1", has r of about 18.5-19) and sources 20.5 (one Ground sample is a blue
-ring of r = 17.9): finders trained without them miss the arcs on bright deflectors and, under the
-asinh stretch, rings brighter than any they saw.
+z = 0.2, theta_E about 1", has r of about 18.5-19): finders trained without them miss the arcs on
+bright deflectors.
 One ground sample in six has about 2.7 times the usual noise in every band (a shallower tile), and
 two in six have a masked (value 100) square or edge strip in one band.
 
@@ -76,7 +75,7 @@ class StrongSimConfig:
     lens_mag: Range = (19.0, 24.3)  # deflector magnitude at theta_E = 1"; brighter by 5 log10(theta_E)
     lens_n: Range = (2.5, 5.5)
     lens_re_ratio: Range = (0.4, 1.0)  # deflector half-light radius (major axis) / theta_E
-    source_mag: Range = (20.5, 27.5)  # unlensed source magnitude (the faint end: arcs below the noise)
+    source_mag: Range = (22.5, 27.5)  # unlensed source magnitude (the faint end: arcs below the noise)
     source_re: Range = (0.08, 0.4)  # source half-light radius, log-uniform
     source_n: Range = (0.5, 2.0)
     source_q: Range = (0.4, 0.95)
@@ -189,7 +188,7 @@ class StrongSimConfig:
 POPULATIONS: dict[str, dict[str, Any]] = {
     "space": {},  # the StrongSimConfig defaults
     "ground": {
-        "theta_e": (0.8, 5.0), "lens_mag": (18.7, 24.0), "source_mag": (20.5, 26.5), "source_re": (0.1, 0.5),
+        "theta_e": (0.8, 5.0), "lens_mag": (18.7, 24.0), "source_mag": (22.5, 26.5), "source_re": (0.1, 0.5),
         "clump_re": (0.05, 0.12), "neighbour_mag": (20.5, 25.5), "neighbour_re": (0.15, 0.8),
         "field_mag": (18.5, 22.0), "field_re": (0.4, 1.5), "small_theta_e": (0.03, 0.1),
     },
