@@ -11,7 +11,7 @@ from lensml.data.lens_set import load_lens_set
 from lensml.modelfile import load_model
 from lensml.simulate.strong_files import simulate_strong
 from lensml.workflows import lens_predict
-from lensml.workflows.lens_eval import lens_scores, temperature
+from lensml.workflows.lens_eval import lens_probabilities, lens_scores, temperature
 
 
 def run(*args):
@@ -167,3 +167,15 @@ def test_file_names_with_commas_survive_a_resume(survey, tmp_path):
     out = tmp_path / "odd.csv"
     assert run("predict", "-i", listing, "-m", model, "-o", out, "--workers", 0) == 0
     assert rows(out)[1][0] == str(odd / band.name)
+
+
+def test_confident_candidates_do_not_tie_at_probability_one():
+    """Logits of 20 and 25 are both 1.0 as float32 probabilities; evaluation ranks them, so they stay apart."""
+    torch = __import__("torch")
+
+    class Fixed(torch.nn.Module):
+        def forward(self, x):
+            return torch.tensor([[20.0], [25.0], [-30.0]])
+
+    p, _ = lens_probabilities(Fixed(), torch.zeros(3, 1, 4, 4), torch.device("cpu"))
+    assert p.dtype == np.float64 and p[0] < p[1] < 1.0 and 0.0 < p[2]

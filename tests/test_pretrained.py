@@ -86,7 +86,7 @@ def test_shipped_finders_score_the_challenge_samples_with_no_training(survey, ch
     assert run("predict", "-i", folder, "-m", model, "-o", out) == 0
     rows = [line.split(",") for line in out.read_text().splitlines()[1:]]
     assert sorted(int(r[0]) for r in rows) == sorted(SAMPLE_LABELS[survey])
-    assert all(0.0 < float(r[1]) < 1.0 for r in rows) and len({r[1] for r in rows}) == len(rows)
+    assert all(0.0 < float(r[1]) <= 1.0 for r in rows) and len({r[1] for r in rows}) == len(rows)  # 6 digits: 1 - 4e-7 is 1
     assert run("evaluate", "-i", folder, "-m", model, "--json", tmp_path / "e.json") == 0
     assert json.loads((tmp_path / "e.json").read_text())["n"] == len(rows)
     assert run("features", "-m", model, "-i", next((folder / "Public" / "Band1").glob("*.fits")),
@@ -97,7 +97,7 @@ def test_shipped_finders_score_the_challenge_samples_with_no_training(survey, ch
 @pytest.mark.parametrize("survey", FINDERS)
 def test_shipped_finders_separate_bright_lenses_from_hard_non_lenses(survey, tmp_path):
     """On 32 scenes with bright sources and Einstein radii of 1.5-3" (non-lenses of every kind,
-    look-alikes included), each shipped finder ranks lenses above non-lenses (AUC 0.93 Space, 0.996
+    look-alikes included), each shipped finder ranks lenses above non-lenses (AUC 0.949 Space, 0.953
     Ground when recorded)."""
     config = tmp_path / "bright.yaml"
     config.write_text("theta_e: [1.5, 3.0]\nsource_mag: [21.0, 22.5]\n")

@@ -47,15 +47,20 @@ def lens_scores(net, images: np.ndarray, device: torch.device, batch_size: int =
 def lens_probabilities(net, x: torch.Tensor, device: torch.device,
                        temperature: float = 1.0) -> tuple[np.ndarray, float]:
     """Lens probabilities sigmoid(logit / T) of one normalised batch (T from the model file's temperature
-    scaling), and the seconds of its forward pass (GPU work included)."""
+    scaling), and the seconds of its forward pass (GPU work included).
+
+    The sigmoid is taken in float64: in float32 every logit above 17 gives exactly 1, and the most
+    confident candidates of a search would tie.
+    """
     x = x.to(device).contiguous(memory_format=torch.channels_last)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     began = time.perf_counter()
-    p = torch.sigmoid(net(x) / temperature).flatten()
+    logits = net(x)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-    return p.float().cpu().numpy(), time.perf_counter() - began
+    seconds = time.perf_counter() - began
+    return torch.sigmoid(logits.double() / temperature).flatten().cpu().numpy(), seconds
 
 
 def temperature(info) -> float:
