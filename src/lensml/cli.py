@@ -177,8 +177,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--target", choices=("shear", "shape"),
                        help="shear: learn the applied g, or the sheared galaxy's ellipticity (mean g; "
                             "default with --metacal)")
-    train.add_argument("--norm", choices=("zscale", "minmax", "asinh", "none"), help="lens finding: per-band normalisation (default asinh; zscale, LEXACTUM's, "
-                       "saturates arcs on bright deflectors)")
+    train.add_argument("--norm", choices=("asinh", "zscale", "minmax", "none"),
+                       help="lens finding: per-band normalisation (default asinh; zscale, LEXACTUM's, "
+                            "saturates arcs on bright deflectors)")
     train.add_argument("--schedule", choices=("cosine", "constant"))
     train.add_argument("--device", help="auto, cpu, cuda or cuda:N")
     train.add_argument("-r", "--remove", action="store_true", help="delete the model and its checkpoint, start again")
