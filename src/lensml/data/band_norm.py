@@ -177,18 +177,18 @@ def sky_level_and_sigma(bands: np.ndarray, good: np.ndarray) -> tuple[np.ndarray
 
     Robust to the galaxies in a cutout as long as sky pixels are the majority.
     """
+    def median_and_mad_sigma(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # along the last axis
+        median = np.median(values, axis=-1, keepdims=True)
+        return median[..., 0], MAD_TO_SIGMA * np.median(np.abs(values - median), axis=-1)
+
     flat = bands.reshape(len(bands), -1).astype(np.float64)
     good = good.reshape(flat.shape)
     level, sigma = np.full(len(flat), np.nan), np.full(len(flat), np.nan)
     complete = good.all(axis=1)
-    if complete.any():
-        rows = flat[complete]
-        level[complete] = np.median(rows, axis=1)
-        sigma[complete] = MAD_TO_SIGMA * np.median(np.abs(rows - level[complete, None]), axis=1)
-    for row in np.flatnonzero(~complete & good.any(axis=1)):
-        values = flat[row][good[row]]
-        level[row] = np.median(values)
-        sigma[row] = MAD_TO_SIGMA * np.median(np.abs(values - level[row]))
+    if complete.any():  # most bands: all of them at once
+        level[complete], sigma[complete] = median_and_mad_sigma(flat[complete])
+    for row in np.flatnonzero(~complete & good.any(axis=1)):  # bands with masked pixels, one by one
+        level[row], sigma[row] = median_and_mad_sigma(flat[row][good[row]])
     return level, sigma
 
 
