@@ -7,15 +7,19 @@ shaped it (e.g. the normalisation); if either changes, it is rebuilt.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
+import math
 import os
+import shutil
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 
 from .. import __version__
+from ..errors import LensmlError
 from .atomic import atomic_path, sweep_stale_temps, write_json_atomic
 
 CACHE_FOLDER = "lensml_cache"
@@ -61,8 +65,29 @@ def packed_array(
     sweep_stale_temps(folder)  # a killed build leaves a file as large as the cache
     with atomic_path(data_path) as tmp:
         array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=shape)
+        _reserve_blocks(tmp, data_path)
         fill(array)
         array.flush()
         del array
     write_json_atomic(meta_path, meta)
     return np.load(data_path, mmap_mode="r")
+
+
+def _reserve_blocks(tmp: Path, data_path: Path) -> None:
+    """Allocate the memory-mapped file's disk blocks before filling it.
+
+    The mapped file is sparse: on a full disk the first write to an unbacked page kills the process
+    with SIGBUS, with no message. Allocating up front turns that into a one-line error naming the size.
+    """
+    if not hasattr(os, "posix_fallocate"):  # not on macOS or Windows: they keep the sparse file
+        return
+    nbytes = tmp.stat().st_size
+    with open(tmp, "r+b") as handle:
+        try:
+            os.posix_fallocate(handle.fileno(), 0, nbytes)
+        except OSError as exc:
+            if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+                return  # a file system that cannot pre-allocate: fill it as before
+            raise LensmlError(f"not enough disk space for the cache {data_path}: it needs "
+                              f"{math.ceil(nbytes / 1e8) / 10:.1f} GB, {shutil.disk_usage(tmp.parent).free / 1e9:.1f} "
+                              "GB are free; free some space and rerun") from None

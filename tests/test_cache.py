@@ -1,0 +1,50 @@
+"""The packed dataset cache on a full disk: a clear error and nothing left behind, not a SIGBUS mid-fill."""
+
+import errno
+import os
+
+import numpy as np
+import pytest
+
+from lensml.errors import LensmlError
+from lensml.io.cache import packed_array
+
+
+def _build(root, fill):
+    source = root / "a.txt"
+    source.write_text("x")
+    return packed_array("stamps", root, [source], {"norm": "test"}, (64, 32, 32), fill, cache_dir=root / "cache")
+
+
+def test_cache_blocks_are_allocated_before_the_fill(tmp_path):
+    seen = {}
+
+    def fill(array):
+        on_disk = next(p for p in (tmp_path / "cache").iterdir() if p.suffix == ".npy")
+        seen["blocks"] = on_disk.stat().st_blocks * 512  # a sparse file would have next to none
+        array[:] = 1.0
+
+    out = _build(tmp_path, fill)
+    assert seen["blocks"] >= out.nbytes
+    assert float(out.sum()) == out.size
+
+
+def test_full_disk_is_one_clear_error_and_leaves_no_file(tmp_path, monkeypatch):
+    def no_space(fd, offset, length):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "posix_fallocate", no_space)
+    filled = []
+    with pytest.raises(LensmlError, match=r"not enough disk space for the cache .*stamps\.npy: it needs 0\.1 GB"):
+        _build(tmp_path, filled.append)
+    assert filled == []  # the fill never started
+    assert list((tmp_path / "cache").iterdir()) == []  # no half-built cache, no temporary file
+
+
+def test_file_systems_without_preallocation_still_build_the_cache(tmp_path, monkeypatch):
+    def unsupported(fd, offset, length):
+        raise OSError(errno.EOPNOTSUPP, os.strerror(errno.EOPNOTSUPP))
+
+    monkeypatch.setattr(os, "posix_fallocate", unsupported)
+    out = _build(tmp_path, lambda array: array.fill(2.0))
+    np.testing.assert_array_equal(out, np.full((64, 32, 32), 2.0, np.float32))
