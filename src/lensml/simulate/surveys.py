@@ -188,7 +188,7 @@ class StrongSimConfig:
 POPULATIONS: dict[str, dict[str, Any]] = {
     "space": {},  # the StrongSimConfig defaults
     "ground": {
-        "theta_e": (0.8, 5.0), "lens_mag": (18.7, 24.0), "source_mag": (22.5, 26.5), "source_re": (0.1, 0.5),
+        "theta_e": (0.5, 5.0), "lens_mag": (18.7, 24.0), "source_mag": (22.5, 26.5), "source_re": (0.1, 0.5),
         "clump_re": (0.05, 0.12), "neighbour_mag": (20.5, 25.5), "neighbour_re": (0.15, 0.8),
         "field_mag": (18.5, 22.0), "field_re": (0.4, 1.5), "small_theta_e": (0.03, 0.1),
     },
