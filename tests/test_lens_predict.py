@@ -2,6 +2,7 @@
 shards that add up to the whole, and the same scores as evaluation's cached path."""
 
 import csv
+import json
 
 import numpy as np
 import pytest
@@ -43,7 +44,7 @@ def test_streamed_scores_equal_the_cached_scores_whatever_the_batching(survey, t
     np.testing.assert_allclose([float(r[1]) for r in a[1:]], [float(r[1]) for r in b[1:]], rtol=0, atol=2e-6)
     net, info = load_model(model)
     data = load_lens_set(folder, info.norm, progress=False)
-    cached, _ = lens_scores(net, data.images, __import__("torch").device("cpu"), temperature=temperature(info))
+    cached, _ = lens_scores(net, data.images, __import__("torch").device("cpu"), temperature=temperature(info), views=8)
     np.testing.assert_allclose([float(r[1]) for r in a[1:]], cached, rtol=1e-5)
     assert [int(r[0]) for r in a[1:]] == list(data.keys) and [int(r[2]) for r in a[1:]] == data.labels.tolist()
     assert not list(tmp_path.glob("*.partial*"))
@@ -59,8 +60,8 @@ def test_a_model_trained_on_asinh_scenes_is_given_asinh_scenes(survey, tmp_path)
     assert run("predict", "-i", folder, "-m", model, "-o", tmp_path / "p.csv", "--workers", 0) == 0
     streamed = [float(r[1]) for r in rows(tmp_path / "p.csv")[1:]]
     device, t = __import__("torch").device("cpu"), temperature(info)
-    asinh, _ = lens_scores(net, load_lens_set(folder, "asinh", progress=False).images, device, temperature=t)
-    zscale, _ = lens_scores(net, load_lens_set(folder, "zscale", progress=False).images, device, temperature=t)
+    asinh, _ = lens_scores(net, load_lens_set(folder, "asinh", progress=False).images, device, temperature=t, views=8)
+    zscale, _ = lens_scores(net, load_lens_set(folder, "zscale", progress=False).images, device, temperature=t, views=8)
     # after one epoch every probability is near 0.5: the asinh inputs give the streamed values to float
     # rounding, the ZScale ones measurably other values
     assert np.abs(np.asarray(streamed) - asinh).max() <= 2e-6
@@ -179,3 +180,39 @@ def test_confident_candidates_do_not_tie_at_probability_one():
 
     p, _ = lens_probabilities(Fixed(), torch.zeros(3, 1, 4, 4), torch.device("cpu"))
     assert p.dtype == np.float64 and p[0] < p[1] < 1.0 and 0.0 < p[2]
+
+
+def test_eight_views_make_the_score_blind_to_how_the_cutout_is_turned():
+    """The mean logit over the 8 D4 views is the same for a scene turned by 90 degrees or transposed; a
+    single view is not (a CNN is not rotation invariant), and --views 1 is that single view."""
+    torch = __import__("torch")
+    from lensml.models import create_model
+
+    torch.manual_seed(0)
+    net = create_model("lens_flow", in_channels=2, image_size=(24, 24)).eval()
+    x = torch.randn(5, 2, 24, 24, dtype=torch.float32)
+    turned = [torch.rot90(x, 1, dims=(-2, -1)), x.transpose(-2, -1), torch.rot90(x.flip(-1), 3, dims=(-2, -1))]
+    cpu = torch.device("cpu")
+    p8 = lens_probabilities(net, x, cpu, views=8)[0]
+    for y in turned:
+        np.testing.assert_allclose(lens_probabilities(net, y, cpu, views=8)[0], p8, rtol=0, atol=1e-6)
+    p1 = lens_probabilities(net, x, cpu, views=1)[0]
+    assert max(np.abs(lens_probabilities(net, y, cpu, views=1)[0] - p1).max() for y in turned) > 1e-4
+    with torch.inference_mode():
+        by_hand = torch.stack([net(torch.rot90(x, k, dims=(-2, -1))) for k in range(4)]).mean(0)
+    np.testing.assert_allclose(lens_probabilities(net, x, cpu, views=4)[0],
+                               torch.sigmoid(by_hand.double()).flatten().numpy(), rtol=0, atol=1e-6)
+
+
+def test_views_flag_reaches_predict_and_evaluate(survey, tmp_path):
+    folder, model = survey
+    net, info = load_model(model)
+    data = load_lens_set(folder, info.norm, progress=False)
+    single, _ = lens_scores(net, data.images, __import__("torch").device("cpu"), temperature=temperature(info), views=1)
+    assert run("predict", "-i", folder, "-m", model, "-o", tmp_path / "one.csv", "--workers", 0, "--views", 1) == 0
+    assert run("predict", "-i", folder, "-m", model, "-o", tmp_path / "no.csv", "--workers", 0, "--no-tta") == 0
+    for name in ("one.csv", "no.csv"):
+        np.testing.assert_allclose([float(r[1]) for r in rows(tmp_path / name)[1:]], single, rtol=1e-5)
+    for views in (1, 8):
+        assert run("evaluate", "-i", folder, "-m", model, "--views", views, "--json", tmp_path / f"e{views}.json") == 0
+        assert json.loads((tmp_path / f"e{views}.json").read_text())["views"] == views

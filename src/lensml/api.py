@@ -70,7 +70,8 @@ def evaluate(data: PathLike, model: PathLike | Sequence[PathLike], *, progress: 
 
     Shear: a dict of RMSE, m, c (with errors) and the same under "hsm". Lens finding: a dict per
     model of AUC, TPR0, TPR10, TPR/FPR at 0.5 (a list when several models are given). Options:
-    ``device, batch_size, json_path, plot_path``; shear also ``tta, hsm``.
+    ``device, batch_size, tta, json_path, plot_path`` (``tta``: True for the 8 views, the default, False
+    or 1, 2, 4 views); shear also ``hsm``; lens finding also ``prevalence, min_lensed_pixels``.
     """
     from .tasks import given, task_for_input
 
@@ -85,7 +86,8 @@ def predict(data: PathLike, model: PathLike, *, progress: bool = False, verbose:
             **options: Any) -> np.ndarray:
     """Predictions of a model: (N, targets) shears, or (N,) lens probabilities, for a set or one image.
 
-    Options: ``device, batch_size, out_csv``; shear: ``psf, tta``; lens finding: ``workers, shard``.
+    Options: ``device, batch_size, out_csv, tta`` (views, as for `evaluate`); shear: ``psf``; lens finding:
+    ``workers, shard``.
     """
     from .tasks import given, task_for_model
 

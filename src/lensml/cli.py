@@ -37,12 +37,13 @@ def _add_common_model_flags(p: argparse.ArgumentParser, several: bool = False) -
     p.add_argument("--device", help="auto (default: GPU when present), cpu, cuda or cuda:N")
     p.add_argument("--batch-size", type=_positive_int, help="images per forward pass (default 256)")
     p.add_argument("--tta", dest="tta", action="store_const", const=True, default=None,
-                   help="shear: average over the 8 rotated/flipped views of each stamp (the default)")
+                   help="average over the 8 rotated/flipped views of each stamp or scene (the default)")
     p.add_argument("--no-tta", dest="tta", action="store_const", const=False,
-                   help="shear: the network's single answer (not equivariant: an additive bias remains)")
+                   help="the network's single answer, 8x faster (for shear not equivariant: an additive bias "
+                        "remains; for lens finders a lower AUC)")
     p.add_argument("--views", dest="tta", type=int, choices=VIEW_COUNTS,
-                   help="shear: views averaged: 8 (all, the default), 4 rotations, 2 (0 and 90 degrees: enough to "
-                        "cancel a constant additive bias, 4x faster), 1")
+                   help="views averaged: 8 (all, the default), 4 rotations, 2 (0 and 90 degrees: for shear enough "
+                        "to cancel a constant additive bias, 4x faster), 1")
 
 
 VIEW_COUNTS = (1, 2, 4, 8)

@@ -12,8 +12,9 @@ from .shear import TRAIN
 class LensTask(Task):
     what = "lens finding (a challenge-layout or cutout folder)"
     train_options = frozenset({*TRAIN, "norm"})
-    evaluate_options = frozenset({"device", "batch_size", "json_path", "plot_path", "prevalence", "min_lensed_pixels"})
-    predict_options = frozenset({"device", "batch_size", "out_csv", "workers", "shard"})
+    evaluate_options = frozenset({"device", "batch_size", "tta", "json_path", "plot_path", "prevalence",
+                                  "min_lensed_pixels"})
+    predict_options = frozenset({"device", "batch_size", "tta", "out_csv", "workers", "shard"})
 
     def train(self, data: str, model: str, options: Mapping[str, Any], config_file: str | None = None,
               remove: bool = False, progress: bool = True) -> Path:

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from ..data.lens_set import check_data_fits, load_lens_set
+from ..data.transforms import d4_images
 from ..errors import BadInputError
 from ..io.atomic import write_json_atomic
 from ..io.tables import format_table
@@ -22,11 +23,12 @@ from ..plots import plot_roc
 DEFAULT_PREVALENCE = 1e-3  # one lens per thousand cutouts, as in a survey
 from ..device import device_name, resolve_device
 from ..identity import held_out, lens_identity
+from ..inference import view_count
 from ..report import report
 
 @torch.inference_mode()
 def lens_scores(net, images: np.ndarray, device: torch.device, batch_size: int = 256, progress: bool = False,
-                rows: np.ndarray | None = None, temperature: float = 1.0):
+                rows: np.ndarray | None = None, temperature: float = 1.0, views: int = 1):
     """Lens probabilities for normalised scenes (the sorted `rows` of `images`, or all), and the seconds
     spent per image in the forward passes. Batches are read one at a time from a memory map."""
     from tqdm import tqdm
@@ -37,7 +39,7 @@ def lens_scores(net, images: np.ndarray, device: torch.device, batch_size: int =
     for start in tqdm(range(0, len(rows), batch_size), desc="score", unit="batch", disable=not progress, leave=False):
         p, seconds = lens_probabilities(net, torch.from_numpy(np.array(images[rows[start : start + batch_size]],
                                                                         dtype=np.float32)), device,
-                                        temperature)
+                                        temperature, views)
         spent += seconds
         out.append(p)
     return np.concatenate(out), spent / max(len(rows), 1)
@@ -45,18 +47,22 @@ def lens_scores(net, images: np.ndarray, device: torch.device, batch_size: int =
 
 @torch.inference_mode()
 def lens_probabilities(net, x: torch.Tensor, device: torch.device,
-                       temperature: float = 1.0) -> tuple[np.ndarray, float]:
+                       temperature: float = 1.0, views: int = 1) -> tuple[np.ndarray, float]:
     """Lens probabilities sigmoid(logit / T) of one normalised batch (T from the model file's temperature
-    scaling), and the seconds of its forward pass (GPU work included).
+    scaling), and the seconds of its forward passes (GPU work included).
 
+    With `views` > 1 the logit is the mean over the first `views` D4 views of each scene (rotations, then
+    transposes): a lens is a lens at any orientation, the network's answers differ a little, and their
+    mean ranks better (lensml's shipped finders: AUC +0.01 on independent scenes with 8 views).
     The sigmoid is taken in float64: in float32 every logit above 17 gives exactly 1, and the most
     confident candidates of a search would tie.
     """
-    x = x.to(device).contiguous(memory_format=torch.channels_last)
+    x = x.to(device)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     began = time.perf_counter()
-    logits = net(x)
+    logits = sum(net(d4_images(x, element).contiguous(memory_format=torch.channels_last))
+                 for element in range(views)) / views
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     seconds = time.perf_counter() - began
@@ -69,7 +75,7 @@ def temperature(info) -> float:
 
 
 def score_model(data_dir: str, model_file: str, device: str = "auto", batch_size: int = 256, progress: bool = True,
-                prevalence: float = DEFAULT_PREVALENCE, min_lensed_pixels: int = 0):
+                prevalence: float = DEFAULT_PREVALENCE, min_lensed_pixels: int = 0, views: int = 8):
     """Scores of one model on the images of a folder it did not train on; returns (results, labels, scores).
 
     With `min_lensed_pixels` N, lenses whose arcs exceed 1 sigma in fewer than N pixels (the
@@ -91,13 +97,13 @@ def score_model(data_dir: str, model_file: str, device: str = "auto", batch_size
         rows, columns = rows[keep], {name: values[keep] for name, values in columns.items()}
         subset += f", lenses with arcs in {min_lensed_pixels}+ pixels"
     scores, per_image = lens_scores(net, data.images, dev, batch_size, progress, rows=rows,
-                                    temperature=temperature(info))
+                                    temperature=temperature(info), views=views)
     labels = data.labels[rows]
     if len(np.unique(labels)) < 2:
         raise BadInputError(f"{data.root}: the {len(labels)} images scored ({subset}) are all of one class; "
                             "ROC figures need lenses and non-lenses")
     results: dict[str, Any] = {"model": str(model_file), "arch": info.arch, "data": str(data.root), "subset": subset,
-                               **detection_metrics(labels, scores), "seconds_per_image": per_image,
+                               **detection_metrics(labels, scores), "views": views, "seconds_per_image": per_image,
                                "device": device_name(dev), "epochs": info.training.get("epochs_done"),
                                "training_seconds": info.training.get("seconds"),
                                "training_device": info.training.get("device"), "temperature": temperature(info),
@@ -132,8 +138,9 @@ def _catalogue_columns(data, rows: np.ndarray) -> dict[str, np.ndarray]:
 
 def _table(results: Sequence[dict]) -> str:
     rows = [[Path(r["model"]).name, r["arch"], r["epochs"], _minutes(r["training_seconds"]), r["n"], r["auc"], r["tpr"],
-             r["fpr"], r["tpr0"], r["tpr10"], f"{r['seconds_per_image'] * 1e3:.3f}"] for r in results]
-    return format_table(["model", "arch", "epochs", "training", "n", "AUC", "TPR", "FPR", "TPR0", "TPR10", "ms/image"],
+             r["fpr"], r["tpr0"], r["tpr10"], r["views"], f"{r['seconds_per_image'] * 1e3:.3f}"] for r in results]
+    return format_table(["model", "arch", "epochs", "training", "n", "AUC", "TPR", "FPR", "TPR0", "TPR10", "views",
+                         "ms/image"],
                         rows)
 
 
@@ -143,8 +150,12 @@ def _minutes(seconds: float | None) -> str:
 
 def evaluate_lens(data_dir: str, model_files: Sequence[str], device: str = "auto", batch_size: int = 256,
                   json_path: str | None = None, plot_path: str | None = None, progress: bool = True,
-                  prevalence: float = DEFAULT_PREVALENCE, min_lensed_pixels: int = 0) -> list[dict]:
-    """Score one or several models; one table, one JSON (a list when several), one plot: ROC and reliability."""
+                  prevalence: float = DEFAULT_PREVALENCE, min_lensed_pixels: int = 0,
+                  tta: bool | int = True) -> list[dict]:
+    """Score one or several models; one table, one JSON (a list when several), one plot: ROC and reliability.
+
+    `tta` as in `lensml.inference.view_count`: each scene's logit is averaged over its 8 D4 views by default.
+    """
     if not 0 < prevalence < 1:
         raise BadInputError(f"--prevalence must lie in (0, 1), got {prevalence}")
     if min_lensed_pixels < 0:
@@ -152,7 +163,7 @@ def evaluate_lens(data_dir: str, model_files: Sequence[str], device: str = "auto
     results, curves, reliabilities = [], {}, {}
     for model_file in model_files:
         res, labels, scores = score_model(data_dir, model_file, device, batch_size, progress, prevalence,
-                                          min_lensed_pixels)
+                                          min_lensed_pixels, view_count(tta))
         report(f"{model_file}: scored {res['n']} images ({res['subset']}) on {res['device']}")
         results.append(res)
         fpr, tpr, _ = roc_curve(labels, scores)

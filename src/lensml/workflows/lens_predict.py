@@ -30,6 +30,7 @@ from ..io.atomic import write_json_atomic
 from ..io.tables import format_table
 from ..modelfile import ModelInfo, load_model, model_path
 from ..device import device_name, resolve_device
+from ..inference import view_count
 from .lens_eval import lens_probabilities, temperature
 from ..report import report
 
@@ -142,8 +143,12 @@ def _model_digest(path: Path) -> str:
 
 def predict_lens(input_path: str, model_file: str, out_csv: str | None = None, device: str = "auto",
                  batch_size: int = 256, workers: int = 1, shard: tuple[int, int] | None = None,
-                 progress: bool = True) -> np.ndarray:
-    """Lens probability per scene of a folder (challenge layout or cutouts) or a list of files, or of one scene file."""
+                 tta: bool | int = True, progress: bool = True) -> np.ndarray:
+    """Lens probability per scene of a folder (challenge layout or cutouts) or a list of files, or of one scene file.
+
+    `tta` as in `lensml.inference.view_count`: each scene's logit is averaged over its 8 D4 views by default.
+    """
+    views = view_count(tta)
     dev = resolve_device(device)
     net, info = load_model(model_file, dev)
     net.eval()
@@ -151,11 +156,10 @@ def predict_lens(input_path: str, model_file: str, out_csv: str | None = None, d
     if not path.exists():
         raise MissingFileError(f"{path}: no such file or folder")
     if path.is_file() and _is_fits(path):
-        with torch.inference_mode():
-            logit = net(torch.from_numpy(model_input(info, str(path), None)).to(dev))
-            p = torch.sigmoid(logit / temperature(info)).item()
-        report(f"p_lens = {p:.5f}")
-        return np.array([p])
+        p, _ = lens_probabilities(net, torch.from_numpy(model_input(info, str(path), None)), dev, temperature(info),
+                                  views)
+        report(f"p_lens = {p[0]:.5f}")
+        return p
     if path.is_dir() and not is_lens_folder(path):
         raise BadInputError(f"{path}: neither a challenge folder (Public/) nor a folder of FITS cutouts; name a "
                             "folder, a list of files or an image")
@@ -170,13 +174,14 @@ def predict_lens(input_path: str, model_file: str, out_csv: str | None = None, d
     if out_csv:
         scene_digest = hashlib.sha256("\n".join(map(str, keys)).encode()).hexdigest()
         identity = {"model_sha256": _model_digest(model_path(model_file)), "input": str(path.resolve()),
-                    "scenes_sha256": scene_digest, "shard": list(shard) if shard else None, "header": header}
+                    "scenes_sha256": scene_digest, "shard": list(shard) if shard else None, "header": header,
+                    "views": views}
         sink = ResumableCsv(out_csv, header, identity)
         done = sink.open()
         if done:
             report(f"{sink.partial}: {len(done)} scenes already scored; going on with the rest")
             keys = [k for k in keys if str(k) not in done]
-    scores, printed = _stream(net, info, scenes, keys, labels, dev, batch_size, workers, sink, progress)
+    scores, printed = _stream(net, info, scenes, keys, labels, dev, batch_size, workers, sink, views, progress)
     if sink is not None:
         sink.finish()
     else:
@@ -194,7 +199,7 @@ def _labels(scenes: SceneList, keys: list) -> dict | None:
 
 @torch.inference_mode()
 def _stream(net, info: ModelInfo, scenes: SceneList, keys: list, labels: dict | None, dev: torch.device,
-            batch_size: int, workers: int, sink: ResumableCsv | None, progress: bool):
+            batch_size: int, workers: int, sink: ResumableCsv | None, views: int, progress: bool):
     loader = torch.utils.data.DataLoader(
         _Batches(scenes, keys, batch_size, info.norm), batch_size=None, num_workers=workers,
         prefetch_factor=2 if workers else None, persistent_workers=False,
@@ -204,7 +209,7 @@ def _stream(net, info: ModelInfo, scenes: SceneList, keys: list, labels: dict | 
     for batch_keys, x in loader:
         if isinstance(x, LensmlError):
             raise x
-        p, seconds = lens_probabilities(net, x, dev, temperature(info))
+        p, seconds = lens_probabilities(net, x, dev, temperature(info), views)
         forward += seconds
         rows = [[k, f"{float(v):.6g}", *([labels[str(k)]] if labels else [])] for k, v in zip(batch_keys, p)]
         if sink is not None:
@@ -217,6 +222,6 @@ def _stream(net, info: ModelInfo, scenes: SceneList, keys: list, labels: dict | 
     elapsed = time.perf_counter() - started
     n = len(keys)
     if n:
-        report(f"scored {n} images in {elapsed:.1f}s: {n / elapsed:.1f} images/s, forward pass "
-              f"{forward / n * 1e3:.3f} ms/image on {device_name(dev)}")
+        report(f"scored {n} images in {elapsed:.1f}s: {n / elapsed:.1f} images/s, forward passes "
+              f"{forward / n * 1e3:.3f} ms/image ({views} view{'s' if views > 1 else ''}) on {device_name(dev)}")
     return (np.concatenate(out) if out else np.zeros(0)), printed
