@@ -4,7 +4,10 @@ Scores 1x, 10x and 40x the batch size of scenes from one challenge folder (shard
 untrained model of the chosen architecture, sampling the resident memory of the whole process
 tree (loader workers included) every 20 ms.
 
-    python benchmarks/predict_memory.py [--folder DIR] [--arch lens_flow] [--batch 64] [--workers 1]
+    python benchmarks/predict_memory.py [--folder DIR] [--arch lens_flow] [--batch 64] [--workers 1] [--views 1]
+
+--views is predict's (default here 1, the single view these figures were first measured with; predict's
+own default, 8 views, does 8x the forward passes).
 
 Without --folder a Space set of 40 batches is simulated into a temporary folder first.
 """
@@ -55,6 +58,7 @@ def main() -> None:
     parser.add_argument("--arch", default="lens_flow")
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--views", type=int, default=1, choices=(1, 2, 4, 8))
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="lensml-bench-"))
     folder = args.folder or simulate_strong("space", 40 * args.batch, work / "set", seed=1, progress=False).parent
@@ -62,14 +66,15 @@ def main() -> None:
     survey = detect_survey(folder)
     total = len(list_ids(folder, survey))
     model = _untrained_model(work / "model", args.arch, len(get_survey(survey).bands))
-    print(f"{folder} ({survey}, {total} scenes), {args.arch}, batch {args.batch}, {args.workers} loader worker(s), "
+    print(f"{folder} ({survey}, {total} scenes), {args.arch}, batch {args.batch}, {args.views} view(s), {args.workers} loader worker(s), "
           f"torch {torch.__version__}")
     print(f"{'scenes':>8} {'x batch':>8} {'peak RSS MiB':>13} {'images/s':>9}")
     for multiple in (1, 10, 40):
         shards = max(1, total // (multiple * args.batch))
         out = work / f"scores_{multiple}.csv"
         cmd = [sys.executable, "-m", "lensml", "-q", "predict", "-i", str(folder), "-m", str(model), "-o", str(out),
-               "--batch-size", str(args.batch), "--workers", str(args.workers), "--shard", f"1/{shards}"]
+               "--batch-size", str(args.batch), "--workers", str(args.workers), "--shard", f"1/{shards}",
+               "--views", str(args.views)]
         started, peak = time.perf_counter(), 0
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
         while proc.poll() is None:
