@@ -39,7 +39,7 @@ def _add_common_model_flags(p: argparse.ArgumentParser, several: bool = False) -
     p.add_argument("--tta", dest="tta", action="store_const", const=True, default=None,
                    help="average over the 8 rotated/flipped views of each stamp or scene (the default)")
     p.add_argument("--no-tta", dest="tta", action="store_const", const=False,
-                   help="the network's single answer, 8x faster (for shear not equivariant: an additive bias "
+                   help="the network's single answer, 8x fewer forward passes (for shear not equivariant: an additive bias "
                         "remains; for lens finders a lower AUC)")
     p.add_argument("--views", dest="tta", type=int, choices=VIEW_COUNTS,
                    help="views averaged: 8 (all, the default), 4 rotations, 2 (0 and 90 degrees: for shear enough "
