@@ -97,6 +97,8 @@ def test_lensnet_vgg19_trains_on_8bit_tif_manifest(weak_set, tmp_path):
         (["train", "-i", "{set}", "-m", "{tmp}/m", "--arch", "nope"], "unknown architecture"),
         (["evaluate", "-i", "{set}", "-m", "{tmp}/absent"], "no such model"),
         (["evaluate", "-i", "{set}", "-m", "{tmp}/notjson.json"], "not a readable"),
+        (["evaluate", "-i", "{set}", "{tmp}/lenses", "-m", "{model}"], "score them apart"),
+        (["evaluate", "-i", "{tmp}/lenses", "{tmp}/lenses", "-m", "{model}"], "one folder at a time"),
         (["predict", "-i", "{setdir}/gal_1.fits", "-m", "{model}"], "--psf"),
         (["simulate", "weak", "-n", "3", "-o", "{tmp}/notjson.json"], "not a folder"),
         (["simulate", "weak", "-n", "3", "-o", "{tmp}/s", "--config", "{tmp}/badsim.yaml"], "unknown setting"),
@@ -109,6 +111,7 @@ def test_bad_input_is_one_line_and_nonzero(args, message, tmp_path, weak_set, tr
     (tmp_path / "badvalue.json").write_text('[{"galaxy": "g.fits", "psf": "p.fits", "g1": 0.1, "g2": "x"}]')
     (tmp_path / "missingimage.json").write_text('[{"galaxy": "g.fits", "psf": "p.fits", "g1": 0.1, "g2": 0.2}]')
     (tmp_path / "badsim.yaml").write_text("galaxy_colour: red\n")
+    (tmp_path / "lenses" / "Public").mkdir(parents=True)
     fill = {"tmp": tmp_path, "set": weak_set, "setdir": weak_set.parent, "model": trained_model}
     code = run(*[a.format(**fill) for a in args])
     err = capsys.readouterr().err.strip()

@@ -104,3 +104,39 @@ def test_evaluate_scores_pairs_beside_hsm_and_anacal_and_refuses_a_lone_member(t
     assert main(["-q", "evaluate", "-i", str(data), "-m", str(trained_model)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "pair 159 (gal_318.fits) has no -g partner" in err
+
+
+def test_several_paired_sets_score_as_the_one_set_they_were_split_from(tmp_path, trained_model, capsys):
+    """Two halves of a paired set, each numbered from 0 (as two separately drawn sets are), scored
+    together give the whole set's figures exactly: IDs renumbered, not merged, and the metacal
+    correction noise of each pair the same as when scored whole."""
+    data = tmp_path / "pairs"
+    assert main(["-q", "simulate", "weak", "--pairs", "-n", "12", "--ring", "2", "-o", str(data), "--seed", "8",
+                 "--workers", "1", "--noise", "--snr", "40"]) == 0
+    entries = json.loads((data / "data.json").read_text())
+    half = len(entries) // 2
+    first, second = entries[:half], [dict(e) for e in entries[half:]]
+    pair0, base0 = second[0]["pair"], second[0]["base"]
+    for e in second:  # numbered from 0, as a set drawn on its own is: the IDs collide with the first half's
+        e["pair"] -= pair0
+        e["base"] -= base0
+    (data / "a.json").write_text(json.dumps(first))
+    (data / "b.json").write_text(json.dumps(second))
+    whole, split = tmp_path / "whole.json", tmp_path / "split.json"
+    flags = ["-m", str(trained_model), "--metacal", "--views", "2"]
+    assert main(["-q", "evaluate", "-i", str(data), "--json", str(whole), *flags]) == 0
+    assert main(["-q", "evaluate", "-i", str(data / "a.json"), str(data / "b.json"), "--json", str(split),
+                 *flags]) == 0
+    assert "2 sets scored as one: 48 stamps" in capsys.readouterr().out
+    whole, split = json.loads(whole.read_text()), json.loads(split.read_text())
+    assert split["data"] == [str(data / "a.json"), str(data / "b.json")]
+    for key in ("paired", "metacal", "hsm"):
+        assert split[key] == whole[key], key
+    assert whole["paired"]["n_galaxies"] == 12 and whole["metacal"]["paired"]["n_pairs"] == 24
+    # a set of other |g| is not silently pooled
+    for e in second:
+        e[f"g{e['component']}"] *= 2
+    (data / "b.json").write_text(json.dumps(second))
+    assert main(["-q", "evaluate", "-i", str(data / "a.json"), str(data / "b.json"), *flags]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "different |g|" in err

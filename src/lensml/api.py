@@ -64,7 +64,7 @@ def train(data: PathLike, model: PathLike, *, config_file: PathLike | None = Non
                                           remove=remove, progress=progress)
 
 
-def evaluate(data: PathLike, model: PathLike | Sequence[PathLike], *, progress: bool = False,
+def evaluate(data: PathLike | Sequence[PathLike], model: PathLike | Sequence[PathLike], *, progress: bool = False,
              verbose: bool = False, **options: Any) -> dict | list[dict]:
     """Score model(s) on the items of `data` they did not train on.
 
@@ -72,13 +72,15 @@ def evaluate(data: PathLike, model: PathLike | Sequence[PathLike], *, progress: 
     model of AUC, TPR0, TPR10, TPR/FPR at 0.5 (a list when several models are given). Options:
     ``device, batch_size, tta, json_path, plot_path`` (``tta``: True for the 8 views, the default, False
     or 1, 2, 4 views); shear also ``hsm``; lens finding also ``prevalence, min_lensed_pixels``.
+    Shear `data` may be several data.json sets, scored as one.
     """
-    from .tasks import given, task_for_input
+    from .tasks import given, task_for_inputs
 
     models = [model] if isinstance(model, (str, os.PathLike)) else list(model)
+    inputs = [str(data)] if isinstance(data, (str, os.PathLike)) else [str(d) for d in data]
     with quiet(not verbose):
-        results = task_for_input(data).evaluate(str(data), [str(m) for m in models], given(options),
-                                                progress=progress)
+        results = task_for_inputs(inputs).evaluate(inputs[0] if len(inputs) == 1 else inputs,
+                                                   [str(m) for m in models], given(options), progress=progress)
     return results[0] if isinstance(results, list) and isinstance(model, (str, os.PathLike)) else results
 
 

@@ -190,7 +190,9 @@ def build_parser() -> argparse.ArgumentParser:
     for name, text in (("evaluate", "score a model: RMSE, m, c beside HSM, or ROC, AUC, TPR0, TPR10"),
                        ("compare", "score several lens finders on one folder: one table, one ROC plot")):
         evaluate = sub.add_parser(name, help=text)
-        evaluate.add_argument("-i", "--input", required=True, help="data.json (or its folder), or a lens-finding folder (challenge layout or FITS cutouts)")
+        evaluate.add_argument("-i", "--input", required=True, nargs="+",
+                              help="data.json (or its folder), or a lens-finding folder (challenge layout or FITS "
+                                   "cutouts); shear: several data.json sets are scored as one")
         _add_evaluate_flags(evaluate)
         evaluate.set_defaults(run=_run_evaluate)
 
@@ -372,13 +374,13 @@ def _run_train(args: argparse.Namespace) -> None:
 
 
 def _run_evaluate(args: argparse.Namespace) -> None:
-    from .tasks import given, task_for_input
+    from .tasks import given, task_for_inputs
 
     options = given({"device": args.device, "batch_size": args.batch_size, "tta": args.tta, "hsm": args.hsm,
                      "anacal": args.anacal, "metacal": args.metacal, "prevalence": args.prevalence,
                      "min_lensed_pixels": args.min_lensed_pixels, "json_path": args.json,
                      "plot_path": args.plot})
-    task_for_input(args.input).evaluate(args.input, args.model, options, progress=not args.quiet)
+    task_for_inputs(args.input).evaluate(args.input, args.model, options, progress=not args.quiet)
 
 
 def _run_import_keras(args: argparse.Namespace) -> None:

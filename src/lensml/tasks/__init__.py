@@ -9,7 +9,7 @@ one line, the options that are not its own.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from ..data.lens_set import is_lens_folder
 from ..errors import BadInputError, MissingFileError
@@ -35,6 +35,15 @@ def task_for_input(path: str | Path) -> Task:
     if not p.exists():
         raise MissingFileError(f"{p}: no such file or folder")
     raise BadInputError(f"{p}: neither a data.json (shear) nor a challenge-layout or cutout folder (lens finding)")
+
+
+def task_for_inputs(paths: Sequence[str | Path]) -> Task:
+    """The one task that every input belongs to (several inputs are scored together)."""
+    tasks = [task_for_input(p) for p in paths]
+    for path, task in zip(paths, tasks):
+        if task is not tasks[0]:
+            raise BadInputError(f"{path}: {task.what}, but {paths[0]} is {tasks[0].what}; score them apart")
+    return tasks[0]
 
 
 def task_for_model(model_file: str | Path) -> Task:

@@ -38,7 +38,7 @@ class Task:
               remove: bool = False, progress: bool = True) -> Path:
         raise NotImplementedError
 
-    def evaluate(self, data: str, models: Sequence[str], options: Mapping[str, Any], progress: bool = True) -> Any:
+    def evaluate(self, data: str | Sequence[str], models: Sequence[str], options: Mapping[str, Any], progress: bool = True) -> Any:
         raise NotImplementedError
 
     def predict(self, data: str, model: str, options: Mapping[str, Any], progress: bool = True) -> Any:

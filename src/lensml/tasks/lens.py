@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from ..errors import BadInputError
 from .base import Task
 from .shear import TRAIN
 
@@ -24,10 +25,15 @@ class LensTask(Task):
         self.check("train", options)
         return train_lens(data, model, build_lens_config(config_file, dict(options)), remove=remove, progress=progress)
 
-    def evaluate(self, data: str, models: Sequence[str], options: Mapping[str, Any], progress: bool = True):
+    def evaluate(self, data: str | Sequence[str], models: Sequence[str], options: Mapping[str, Any],
+                 progress: bool = True):
         from ..workflows.lens_eval import evaluate_lens
 
         self.check("evaluate", options)
+        if not isinstance(data, str):
+            if len(data) != 1:
+                raise BadInputError(f"{data[1]}: lens finders are scored on one folder at a time")
+            data = data[0]
         return evaluate_lens(data, [str(m) for m in models], **options, progress=progress)
 
     def predict(self, data: str, model: str, options: Mapping[str, Any], progress: bool = True):

@@ -26,7 +26,7 @@ class ShearTask(Task):
         self.check("train", options)
         return train_shear(data, model, build_config(config_file, dict(options)), remove=remove, progress=progress)
 
-    def evaluate(self, data: str, models: Sequence[str], options: Mapping[str, Any], progress: bool = True):
+    def evaluate(self, data: str | Sequence[str], models: Sequence[str], options: Mapping[str, Any], progress: bool = True):
         from ..workflows.shear_eval import evaluate_shear
 
         self.check("evaluate", options)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 from tqdm import tqdm
@@ -51,7 +51,7 @@ def _stamp_channels(manifest: Manifest, info: ModelInfo, indices: list[int], wit
 
 
 def evaluate_shear(
-    manifest_path: str,
+    manifest_path: str | Sequence[str],
     model_file: str,
     device: str = "auto",
     batch_size: int = 256,
@@ -63,31 +63,47 @@ def evaluate_shear(
     anacal: bool = False,
     metacal: bool = False,
 ) -> dict[str, Any]:
-    """Score a model on a data.json beside HSM (and AnaCal); print the table, write JSON and plot on request."""
+    """Score a model on a data.json beside HSM (and AnaCal); print the table, write JSON and plot on request.
+
+    Several data.json sets (e.g. paired sets drawn with different seeds, on different machines) are
+    scored as one: their pair and base-galaxy IDs are renumbered so the sets never share one, and m and
+    c come from all the pairs together, as if the sets had been drawn as one.
+    """
+    paths = [manifest_path] if isinstance(manifest_path, (str, Path)) else list(manifest_path)
     dev = resolve_device(device)
     net, info = load_model(model_file, dev)
     _require_shear(info, model_file)
     metacal = metacal or info.metacal
-    manifest = read_manifest(manifest_path, required=info.targets)
-    rows, subset = held_out(info, manifest_identity(manifest), "entries")
-    indices = rows.tolist()
-    if len(indices) < MIN_STAMPS:
-        raise BadInputError(f"{manifest.path}: {len(indices)} stamps to score; m and c need at least {MIN_STAMPS}")
-    with_psf = all("psf" in manifest.entries[i] for i in indices)
+    sets = [_scored_set(path, info) for path in paths]
+    n_total = sum(len(indices) for _, indices, _ in sets)
+    if n_total < MIN_STAMPS:
+        raise BadInputError(f"{', '.join(str(m.path) for m, _, _ in sets)}: {n_total} stamps to score; m and c need "
+                            f"at least {MIN_STAMPS}")
+    with_psf = all("psf" in manifest.entries[i] for manifest, indices, _ in sets for i in indices)
     with_hsm = hsm is not None and with_psf
     for wanted, name in ((anacal, "AnaCal"), (metacal, "metacalibration")):
         if wanted and not with_psf:
-            raise BadInputError(f"{manifest.path}: {name} needs each stamp's PSF image (a 'psf' entry)")
+            raise BadInputError(f"{sets[0][0].path}: {name} needs each stamp's PSF image (a 'psf' entry)")
     shear_cols = _shear_columns(info)
-    design = paired_design(manifest, indices) if shear_cols is not None else None
-    found = _per_stamp_estimates(net, info, manifest, indices, design, dev, batch_size, tta, progress,
-                                 hsm=hsm if with_hsm and shear_cols is not None else None,
-                                 anacal=anacal and shear_cols is not None, metacal=metacal and shear_cols is not None,
-                                 with_psf=with_hsm or anacal or metacal)
+    designs = (_renumbered([paired_design(m, indices) for m, indices, _ in sets], sets)
+               if shear_cols is not None else None)
+    found = _joined([_per_stamp_estimates(net, info, manifest, indices, designs[k] if designs else None, dev,
+                                          batch_size, tta, progress,
+                                          hsm=hsm if with_hsm and shear_cols is not None else None,
+                                          anacal=anacal and shear_cols is not None,
+                                          metacal=metacal and shear_cols is not None,
+                                          with_psf=with_hsm or anacal or metacal)
+                     for k, (manifest, indices, _) in enumerate(sets)])
+    design = _joined(designs) if designs else None
     pred = found["network"]
-    true = manifest.targets(info.targets, indices)
+    true = np.concatenate([manifest.targets(info.targets, indices) for manifest, indices, _ in sets])
 
-    results: dict[str, Any] = {"model": str(model_file), "arch": info.arch, "data": str(manifest.path), "subset": subset,
+    def one_or_all(values: list) -> Any:
+        return values[0] if len(values) == 1 else values
+
+    results: dict[str, Any] = {"model": str(model_file), "arch": info.arch,
+                               "data": one_or_all([str(m.path) for m, _, _ in sets]),
+                               "subset": one_or_all([subset for _, _, subset in sets]),
                                "tta": tta, "views": view_count(tta), "calibration": info.calibration}
     results.update(_metrics(info.targets, true, pred))
     estimates = {info.arch: pred[:, shear_cols]} if shear_cols is not None else {}
@@ -110,9 +126,13 @@ def evaluate_shear(
     if "anacal" in found:
         results["anacal"] = _anacal_results(*found["anacal"], true[:, shear_cols], design)
         estimates["AnaCal"] = results["anacal"].pop("per_stamp")
-    report(f"{manifest.path}: scored {len(indices)} stamps ({subset})")
-    if info.calibration.get("sha256") == manifest.sha256:
-        report("note: this set calibrated the model, so m is zero by construction here; evaluate on an independent set")
+    for manifest, indices, subset in sets:
+        report(f"{manifest.path}: scored {len(indices)} stamps ({subset})")
+        if info.calibration.get("sha256") == manifest.sha256:
+            report("note: this set calibrated the model, so m is zero by construction here; evaluate on an "
+                   "independent set")
+    if len(sets) > 1:
+        report(f"{len(sets)} sets scored as one: {n_total} stamps")
     report(_results_table(results, info))
     if design is not None:
         report(_paired_table(results, info))
@@ -122,6 +142,26 @@ def evaluate_shear(
         plot_shear_scatter(plot_path, true[:, shear_cols], estimates)
     return results
 
+
+def _scored_set(path: str | Path, info: ModelInfo) -> tuple[Manifest, list[int], str]:
+    """A data.json, the entries of it to score (the held-out part if the model was trained on it), and which."""
+    manifest = read_manifest(path, required=info.targets)
+    rows, subset = held_out(info, manifest_identity(manifest), "entries")
+    return manifest, rows.tolist(), subset
+
+
+def _joined(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per-set results (arrays, tuples of arrays, or equal scalars) joined along the stamps."""
+    out: dict[str, Any] = {}
+    for name, first in parts[0].items():
+        values = [p[name] for p in parts]
+        if isinstance(first, tuple):
+            out[name] = tuple(np.concatenate(columns) for columns in zip(*values))
+        elif isinstance(first, np.ndarray):
+            out[name] = np.concatenate(values)
+        else:
+            out[name] = first
+    return out
 
 def _metacal_results(g: np.ndarray, r: np.ndarray, true: np.ndarray, design: dict[str, Any] | None) -> dict[str, Any]:
     """The network metacalibrated: per-stamp g / <R> against the truth, and the paired m and c with R per stamp."""
@@ -259,6 +299,28 @@ def paired_design(manifest: Manifest, indices: list[int]) -> dict[str, Any] | No
     if counts.max() > 2:
         raise BadInputError(f"{manifest.path}: a pair has {counts.max()} members; each pair has one +g and one -g stamp")
     return {**columns, "pair_shear": shears.pop()}
+
+
+def _renumbered(designs: list[dict[str, Any] | None], sets: list[tuple[Manifest, list[int], str]]
+                ) -> list[dict[str, Any]] | None:
+    """The sets' paired designs with pair and base-galaxy IDs made distinct across sets (the first set's
+    kept as they are, each next one's following the previous one's), or None for ordinary sets."""
+    if all(d is None for d in designs):
+        return None
+    for d, (manifest, _, _) in zip(designs, sets):
+        if d is None:
+            raise BadInputError(f"{manifest.path}: not a paired set (no {', '.join(PAIR_KEYS)} entries), unlike "
+                                "the others; score paired and ordinary sets apart")
+    shears = sorted({d["pair_shear"] for d in designs})
+    if len(shears) > 1:
+        raise BadInputError(f"the sets' pairs have different |g| ({', '.join(map(str, shears))}); score them apart")
+    out: list[dict[str, Any]] = []
+    next_id = {"pair": 0, "base": 0}
+    for d in designs:
+        shift = {k: (next_id[k] - int(d[k].min()) if out else 0) for k in next_id}
+        out.append({**d, **{k: d[k] + shift[k] for k in shift}})
+        next_id = {k: int(out[-1][k].max()) + 1 for k in next_id}
+    return out
 
 
 def _paired_table(results: dict[str, Any], info: ModelInfo) -> str:
