@@ -163,6 +163,7 @@ def _joined(parts: list[dict[str, Any]]) -> dict[str, Any]:
             out[name] = first
     return out
 
+
 def _metacal_results(g: np.ndarray, r: np.ndarray, true: np.ndarray, design: dict[str, Any] | None) -> dict[str, Any]:
     """The network metacalibrated: per-stamp g / <R> against the truth, and the paired m and c with R per stamp."""
     mean_r = r.mean(0)
