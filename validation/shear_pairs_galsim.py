@@ -18,7 +18,8 @@ pair, another per orientation and base galaxy. Both stamps are drawn with GalSim
 method ('auto', pixel response included).
 
 Layout written to DIR:
-    gal_<i>.fits, psf_<i>.fits   float32 primary HDUs with a PIXSCALE header (arcsec / pixel)
+    gal_<i>.fits                 float32 primary HDUs with a PIXSCALE header (arcsec / pixel)
+    psf.fits                     the PSF, the same for every stamp (each entry names it)
     data.json                    [{galaxy, psf, e1, e2 (PSF distortion, 0), g1, g2,
                                    base, pair, ring, sign, component, + truth of the galaxy}, ...]
     truth.json                   the settings, seed and versions
@@ -128,6 +129,9 @@ def _init(settings: dict, out: str) -> None:
     _STATE.update(settings=settings, out=Path(out), psf=psf, psf_bytes=fits_bytes(psf_image, header))
 
 
+PSF_FILE = "psf.fits"  # one PSF for the whole set: every entry names this file
+
+
 def draw_base(base: int) -> list[dict]:
     """Draw and write the 2 x ring stamps of one base galaxy; return their data.json entries."""
     s, out, psf = _STATE["settings"], _STATE["out"], _STATE["psf"]
@@ -156,14 +160,13 @@ def draw_base(base: int) -> list[dict]:
             image = gal.drawImage(nx=size, ny=size, scale=scale).array.astype(np.float64)
             if noise is not None:
                 image = image + noise
-            entry = {"galaxy": f"gal_{index}.fits", "psf": f"psf_{index}.fits", "e1": 0.0, "e2": 0.0,
+            entry = {"galaxy": f"gal_{index}.fits", "psf": PSF_FILE, "e1": 0.0, "e2": 0.0,
                      "g1": g1, "g2": g2, "base": base, "pair": base * ring + k, "ring": k, "sign": sign,
                      "component": component, "sersic_n": p["sersic_n"], "hlr": p["hlr"],
                      "e_int1": float(e_rot.real), "e_int2": float(e_rot.imag), "dx": p["dx"], "dy": p["dy"]}
             if snr is not None:
                 entry.update(snr=float(snr), noise_sigma=sigma)
             _write_fits(out / entry["galaxy"], image, {**header, "OBJECT": "galaxy", "G1": g1, "G2": g2})
-            _write_bytes(out / entry["psf"], _STATE["psf_bytes"])
             entries.append(entry)
     return entries
 
@@ -190,6 +193,8 @@ def run(args: argparse.Namespace) -> Path:
 
     if args.merge:
         return merge(out, args.n, args.ring)
+    _init(settings, str(out))
+    _write_bytes(out / PSF_FILE, _STATE["psf_bytes"])
     bases = range(args.n)
     if args.shard:
         k, n = args.shard
@@ -197,7 +202,6 @@ def run(args: argparse.Namespace) -> Path:
     t0 = time.perf_counter()
     entries: list[dict] = []
     if args.workers == 1:
-        _init(settings, str(out))
         for b in bases:
             entries += draw_base(b)
     else:
