@@ -113,12 +113,50 @@ def test_in_place_counterfactuals_shear_about_the_centroid():
         assert np.abs(result.images[0, k].numpy() - reference).max() / reference.max() < 1e-4
 
 
+def test_unskewed_types_are_summed_straight_from_the_spectrum_as_the_two_passes_would():
+    """noshear, 1p and 1m skip the FFTs between the passes: the same images to float64 rounding."""
+    from lensml.shear.metacal import _resample_unskewed, _resample_x, _resample_y, inverse_shear_matrix
+
+    rng = np.random.default_rng(2)
+    inverse = torch.tensor([inverse_shear_matrix(*g) for g in metacal_shears(DELTA)[:3]], dtype=torch.float64)
+    images = torch.from_numpy(rng.normal(size=(2, 48, 48)))  # padded (y, x); the spectrum is x-frequency-major
+    spectrum = torch.fft.rfft2(images.transpose(-1, -2), dim=(-1, -2))  # (2, 25, 48)
+    spectrum[:, 24, :] = 0  # the reconvolution PSF zeroes the Nyquist bins
+    spectrum[:, :, 24] = 0
+    spectrum = spectrum[None] * torch.from_numpy(rng.uniform(0.5, 1.0, (3, 1, 25, 48)))  # a different Gamma per type
+    spectrum[:, :, 0, 1:] = 0.5 * (spectrum[:, :, 0, 1:] + spectrum[:, :, 0, 1:].flip(-1).conj())  # kx = 0 Hermitian
+    two_pass = _resample_y(_resample_x(spectrum, inverse, 48, 32), inverse, 32, 25)
+    direct = _resample_unskewed(spectrum, inverse, 48, 32, 32)
+    assert float((direct - two_pass).abs().max()) < 1e-12 * float(two_pass.abs().max())
+
+
 def test_weighted_centroid_finds_the_centre_of_symmetric_profiles():
     offsets = [(0.0, 0.0), (0.5, -0.5), (-1.3, 0.8)]
     stamps = [_draw(galsim.Convolve(galsim.Sersic(n=2.0, half_light_radius=0.5).shear(g1=0.3, g2=0.2)
                                     .shift(dx * PIXEL_SCALE_ARCSEC, dy * PIXEL_SCALE_ARCSEC), _psf()), STAMP_PIXELS)
               for dx, dy in offsets]
     np.testing.assert_allclose(weighted_centroid(_as_batch(*stamps), 3.0).numpy(), offsets, atol=3e-5)
+
+
+def test_weighted_centroid_reaches_the_fixed_point_where_plain_iteration_crawls():
+    """A large round galaxy under a narrow weight: plain iteration contracts by s^2 / (s^2 + sigma^2)
+    = 0.9 per step (30 steps would leave 4% of the offset); the centroid lands on it all the same,
+    and on noisy stamps it satisfies its own fixed-point equation, checked with the full 2-D weight."""
+    offset = (1.3, -0.7)
+    galaxy = galsim.Gaussian(sigma=6.0 * PIXEL_SCALE_ARCSEC).shift(*(o * PIXEL_SCALE_ARCSEC for o in offset))
+    big = _draw(galaxy, STAMP_PIXELS, method="no_pixel")
+    np.testing.assert_allclose(weighted_centroid(_as_batch(big), 2.0).numpy()[0], offset, atol=1e-6)
+
+    rng = np.random.default_rng(5)
+    stamps = [_draw(galsim.Convolve(galsim.Sersic(n=1.5, half_light_radius=0.6).shift(dx, dy), _psf()), STAMP_PIXELS)
+              for dx, dy in rng.uniform(-0.2, 0.2, (4, 2))]
+    noisy = np.stack(stamps) + rng.normal(0.0, 0.02 * max(s.max() for s in stamps), (4, STAMP_PIXELS, STAMP_PIXELS))
+    centres = weighted_centroid(torch.from_numpy(noisy), 4.0).numpy()
+    c = np.arange(STAMP_PIXELS) - (STAMP_PIXELS - 1) / 2
+    for image, (x0, y0) in zip(noisy, centres):
+        weighted = image * np.exp(-0.5 * ((c[None, :] - x0) ** 2 + (c[:, None] - y0) ** 2) / 4.0**2)
+        mean = np.array([(weighted * c[None, :]).sum(), (weighted * c[:, None]).sum()]) / weighted.sum()
+        np.testing.assert_allclose(mean, (x0, y0), atol=1e-9)
 
 
 def _fixed_weight_e(images: torch.Tensor, sigma_pixels: float = 2.5) -> torch.Tensor:
