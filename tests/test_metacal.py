@@ -321,6 +321,20 @@ def test_noise_sigma_with_generator_equals_the_same_noise_image(mixed_batch):
     torch.testing.assert_close(from_image, from_sigma, rtol=0, atol=1e-14)
 
 
+def test_neighbours_that_share_noise_and_psf_share_one_correction(mixed_batch):
+    """A pair (neighbouring stamps with one noise image and one PSF) gets its correction made once:
+    each stamp's images are those it gets on its own, whatever the neighbours share.  One PSF for all
+    (with several, a block's frequency band follows its widest, which moves the noise's by 1e-6)."""
+    images, psfs = mixed_batch
+    order = [0, 0, 1, 2, 2]  # stamps 0-1 and 3-4 are pairs; 1-2 do not share their noise
+    noise = torch.randn(3, *images.shape[1:], dtype=images.dtype, generator=torch.Generator().manual_seed(8)) * 1e-3
+    galaxies = images[order] * (1.0 + 0.1 * torch.arange(5, dtype=images.dtype))[:, None, None]  # every stamp differs
+    psf = psfs[[1]]
+    together = metacal_images(galaxies, psf.expand(5, -1, -1), DELTA, noise=noise[order]).images
+    alone = torch.cat([metacal_images(galaxies[[i]], psf, DELTA, noise=noise[[k]]).images for i, k in enumerate(order)])
+    torch.testing.assert_close(together, alone, rtol=0, atol=1e-12)
+
+
 def test_float32_input_comes_back_float32_and_gaussian_image_has_unit_sum(sersic_case):
     image, psf_image = sersic_case
     result = metacal_images(_as_batch(image).float(), _as_batch(psf_image).float(), DELTA)

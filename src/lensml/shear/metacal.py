@@ -128,7 +128,10 @@ def psf_adaptive_moments(psf_images: Tensor, iterations: int = _ADMOM_ITERATIONS
 def _distinct(batch: Tensor) -> tuple[Tensor, Tensor]:
     """The distinct entries (U, ...) of a batch (B, ...) and each entry's index among them (B,): a set
     drawn with one PSF does its PSF work once."""
-    unique, inverse = torch.unique(batch.reshape(len(batch), -1), dim=0, return_inverse=True)
+    flat = batch.reshape(len(batch), -1)
+    if bool((flat == flat[:1]).all()):  # the common case, without unique's sort
+        return batch[:1], torch.zeros(len(batch), dtype=torch.long, device=batch.device)
+    unique, inverse = torch.unique(flat, dim=0, return_inverse=True)
     return unique.reshape(-1, *batch.shape[1:]), inverse
 
 
@@ -189,7 +192,9 @@ def _deconvolved_spectrum(images: Tensor, psf_images: Tensor, padded: tuple[int,
     usable = psf.abs() > tiny
     inverse_psf = torch.polar(torch.ones_like(phase), phase) / torch.where(usable, psf, torch.ones_like(psf))
     inverse_psf = torch.where(usable, inverse_psf, torch.zeros_like(inverse_psf))
-    return galaxy * (inverse_psf if len(inverse_psf) == 1 else inverse_psf[which])
+    # the FFT of the transposed stamps keeps their memory order (y-frequency-major): one small copy
+    # here makes every later step read contiguous x-frequency-major rows (1.3x for the whole)
+    return (galaxy * (inverse_psf if len(inverse_psf) == 1 else inverse_psf[which])).contiguous()
 
 
 def _anti_sheared_reconv(
@@ -292,7 +297,7 @@ def _resample_unskewed(spectrum: Tensor, inverse_shears: Tensor, wp: int, h: int
     angle_x = (x_out[None, :, None] * a[:, None, None]) * kx[None, None, :]  # (types, W, n_kx)
     weights = (_half_spectrum_weights(kx) / wp)[None, None, :].expand_as(angle_x)
     series = _real_part_rows(torch.polar(weights, angle_x), dim=-1)  # (types, W, 2 n_kx)
-    return torch.matmul(rows.transpose(-1, -2), series.transpose(-1, -2)[:, None])  # (types, B, H, W)
+    return torch.matmul(series[:, None], rows).transpose(-1, -2)  # (types, B, H, W), a transposed view
 
 
 def _real_part_rows(series: Tensor, dim: int) -> Tensor:
@@ -338,18 +343,23 @@ def _counterfactuals(
         deconvolved = deconvolved * _centre_phase(centre_pixels.to(real), inverse[:1], kx, ky, recentre)[0]
     distinct_sigmas, which = _distinct(sigma_pixels)
     reconv = _anti_sheared_reconv(distinct_sigmas, inverse, kx, ky, threshold)  # (types, U, n_kx, n_ky)
-    spectrum = deconvolved[None] * (reconv if len(distinct_sigmas) == 1 else reconv[:, which])
-    if centre_pixels is not None and not recentre:
-        spectrum = spectrum * _centre_phase(centre_pixels.to(real), inverse, kx, ky, recentre)
-    out = torch.empty(len(types), images.shape[0], h, w, dtype=real, device=dev)
+    reconv = reconv if len(distinct_sigmas) == 1 else reconv[:, which]
+    centre_phase = (_centre_phase(centre_pixels.to(real), inverse, kx, ky, recentre)
+                    if centre_pixels is not None and not recentre else None)
+
+    def spectrum(picked: Tensor) -> Tensor:  # Q of the picked types (types, B, n_kx, Hp)
+        q = deconvolved[None] * reconv[picked]
+        return q if centre_phase is None else q * centre_phase[picked]
+
+    out = torch.empty(images.shape[0], len(types), h, w, dtype=real, device=dev)
     skewed = _skewed(inverse[:, 1])
     plain = torch.nonzero(inverse[:, 1] == 0).flatten()
     if len(plain):
-        out[plain] = _resample_unskewed(spectrum[plain], inverse[plain], padded[1], h, w)
+        out[:, plain] = _resample_unskewed(spectrum(plain), inverse[plain], padded[1], h, w).transpose(0, 1)
     if len(skewed):
-        out[skewed] = _resample_y(_resample_x(spectrum[skewed], inverse[skewed], padded[1], w),
-                                  inverse[skewed], h, n_ky)
-    return out.transpose(0, 1).contiguous()
+        f1 = _resample_x(spectrum(skewed), inverse[skewed], padded[1], w)
+        out[:, skewed] = _resample_y(f1, inverse[skewed], h, n_ky).transpose(0, 1)
+    return out
 
 
 def _centre_phase(centre_pixels: Tensor, inverse_shears: Tensor, kx: Tensor, ky: Tensor, recentre: bool) -> Tensor:
@@ -362,8 +372,10 @@ def _centre_phase(centre_pixels: Tensor, inverse_shears: Tensor, kx: Tensor, ky:
     else:
         d_x = x0 - (a * x0 + b * y0)
         d_y = y0 - (b * x0 + c * y0)
-    phase = d_x[..., None, None] * kx[:, None] + d_y[..., None, None] * ky[None, :]
-    return torch.polar(torch.ones_like(phase), phase)
+    # separable: e^{i kx d_x} e^{i ky d_y}, two short rows of sines and cosines instead of a grid of them
+    phase_x, phase_y = d_x[..., None] * kx, d_y[..., None] * ky
+    return (torch.polar(torch.ones_like(phase_x), phase_x)[..., :, None]
+            * torch.polar(torch.ones_like(phase_y), phase_y)[..., None, :])
 
 
 CENTROID_REACH_PIXELS = 8.0
@@ -383,7 +395,7 @@ def weighted_centroid(images: Tensor, sigma_pixels: float | Tensor, iterations: 
     cost of three more weighted moments.  Plain iteration contracts only by s^2 / (s^2 + sigma^2) per
     step for a Gaussian of size s (30 steps left 5e-5 pixels on large galaxies); Newton lands on a
     Gaussian's centre in one step and converges quadratically otherwise, so the loop stops after a few
-    steps, once no centre moves by `tolerance_pixels`.  Where 1 - C_w / sigma^2 is not safely positive
+    steps, once no centre moves by `tolerance_pixels` (each stamp stops on its own).  Where 1 - C_w / sigma^2 is not safely positive
     definite (flat, noise-dominated light) the plain step f(x0) is taken instead.
     """
     sigma = torch.as_tensor(sigma_pixels, dtype=torch.float64, device=images.device).reshape(-1, 1)
@@ -394,13 +406,15 @@ def weighted_centroid(images: Tensor, sigma_pixels: float | Tensor, iterations: 
     centre = torch.zeros(images.shape[0], 2, dtype=work.dtype, device=work.device)
     reach = min(CENTROID_REACH_PIXELS, (work.shape[-1] - 1) / 2.0, (work.shape[-2] - 1) / 2.0)
     half_width = torch.tensor([reach, reach], dtype=work.dtype, device=work.device)
+    active = torch.ones(len(centre), 1, dtype=torch.bool, device=centre.device)
     for _ in range(iterations):
         new = _newton_centroid_step(work, x, y, centre, sigma)
-        good = torch.isfinite(new).all(-1, keepdim=True)
+        good = torch.isfinite(new).all(-1, keepdim=True) & active
         moved = torch.where(good, torch.maximum(torch.minimum(new, half_width), -half_width), centre)
-        step = float((moved - centre).abs().max()) if len(centre) else 0.0
+        # a stamp stops once it moves less than the tolerance: its centre does not depend on its batch
+        active &= (moved - centre).abs().amax(-1, keepdim=True) >= tolerance_pixels
         centre = moved
-        if step < tolerance_pixels:
+        if not bool(active.any()):
             break
     return centre
 
@@ -547,14 +561,26 @@ def _metacal_with_noise(
     types: tuple[str, ...] = METACAL_TYPES,
 ) -> Tensor:
     """Counterfactuals of the images (sheared about `centre`), plus those of the 90-degree-rotated
-    noise rotated back (sheared about the stamp's centre: the noise is stationary, any point will do)."""
+    noise rotated back (sheared about the stamp's centre: the noise is stationary, any point will do).
+
+    The noise's are made once for each run of neighbouring stamps with the same noise, PSF and
+    reconvolution sigma: the two members of a pair in the paired design (drawn side by side) share
+    all three, so their correction costs half.
+    """
     signal = _counterfactuals(images, psf, sigma, delta, pad_factor, threshold, centre, recentre, types)
     if noise is None:
         return signal
+    key = torch.cat([noise.flatten(1), psf.flatten(1), sigma[:, None]], 1)
+    _, which, run_lengths = torch.unique_consecutive(key, dim=0, return_inverse=True, return_counts=True)
+    shared = len(run_lengths) < len(which)
+    if shared:
+        first = torch.cumsum(run_lengths, 0) - run_lengths
+        noise, psf, sigma = noise[first], psf[first], sigma[first]
     noise_psf = torch.rot90(psf, 1, dims=(-2, -1)) if rotate_noise_psf else psf
     noise_mc = _counterfactuals(torch.rot90(noise, 1, dims=(-2, -1)), noise_psf, sigma, delta, pad_factor, threshold,
                                 types=types)
-    return signal + torch.rot90(noise_mc, -1, dims=(-2, -1))
+    noise_mc = torch.rot90(noise_mc, -1, dims=(-2, -1))
+    return signal + (noise_mc[which] if shared else noise_mc)
 
 
 def response_from_estimates(estimates: Tensor, delta: float = DEFAULT_DELTA) -> tuple[Tensor, Tensor]:

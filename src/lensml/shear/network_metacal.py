@@ -44,8 +44,9 @@ def correction_noise(shape: tuple[int, int], noise_sigma: np.ndarray, keys: Sequ
     (no correction) where every sigma is."""
     if not np.any(np.asarray(noise_sigma) > 0):
         return None
-    draws = [np.random.default_rng([NOISE_STREAM, int(seed), int(k)]).standard_normal(shape) for k in keys]
-    return np.stack(draws) * np.asarray(noise_sigma, float)[:, None, None]
+    keys = [int(k) for k in keys]
+    draws = {k: np.random.default_rng([NOISE_STREAM, int(seed), k]).standard_normal(shape) for k in dict.fromkeys(keys)}
+    return np.stack([draws[k] for k in keys]) * np.asarray(noise_sigma, float)[:, None, None]
 
 
 def centred_on_own_centroid(images: torch.Tensor, reconv_sigma_pixels: torch.Tensor) -> torch.Tensor:
