@@ -179,7 +179,7 @@ def _deconvolved_spectrum(images: Tensor, psf_images: Tensor, padded: tuple[int,
     for arrays FFT'd from their corner, so one phase ramp serves both; it is folded into 1 / P, which
     is computed once per distinct PSF.  Zero where |P| underflows.
     """
-    size = (padded[1], padded[0])
+    size = padded  # (Hp, Wp) for dims (-1, -2) of the transposed (W, H) stamps
     galaxy = torch.fft.rfft2(images.transpose(-1, -2), s=size, dim=(-1, -2))[:, :n_kx]
     distinct_psfs, which = _distinct(psf_images)
     psf = torch.fft.rfft2(distinct_psfs.transpose(-1, -2), s=size, dim=(-1, -2))[:, :n_kx]
@@ -397,7 +397,8 @@ def weighted_centroid(images: Tensor, sigma_pixels: float | Tensor, iterations: 
     of the offset for a galaxy three times the weight's size); Newton lands on a Gaussian's centre in
     one step and converges quadratically otherwise, so each stamp stops after a few steps, once it
     moves by less than `tolerance_pixels`.  Where 1 - C_w / sigma^2 is not safely positive definite
-    (flat, noise-dominated light) the plain step f(x0) is taken instead.
+    (flat, noise-dominated light), or the Newton step is longer than the weight's sigma, the plain
+    step f(x0) is taken instead.
     """
     sigma = torch.as_tensor(sigma_pixels, dtype=torch.float64, device=images.device).reshape(-1, 1)
     # beyond 6 weight sigmas of any centre it can reach, a pixel weighs less than e^-18: crop there
@@ -441,7 +442,9 @@ def _newton_centroid_step(work: Tensor, x: Tensor, y: Tensor, centre: Tensor, si
     plain = first - centre
     newton = torch.stack([c * plain[:, 0] - b * plain[:, 1], a * plain[:, 1] - b * plain[:, 0]], -1) / det[:, None]
     smallest = 0.5 * (a + c) - torch.sqrt(0.25 * (a - c) ** 2 + b * b)
-    use_newton = (smallest > _NEWTON_MIN_CURVATURE)[:, None]
+    # a trust region: on noise-dominated light a Newton step can leap across the stamp to its edge
+    within_reach = torch.linalg.vector_norm(newton, dim=-1) <= sigma[:, 0]
+    use_newton = ((smallest > _NEWTON_MIN_CURVATURE) & within_reach)[:, None]
     new = centre + torch.where(use_newton, newton, plain)
     return torch.where((flux > 0)[:, None], new, torch.full_like(new, math.nan))
 
