@@ -42,10 +42,14 @@ def _ring(g1: float, g2: float, n_orient: int = 4) -> tuple[np.ndarray, np.ndarr
     return np.stack(stamps), np.stack([psf_image] * n_orient)
 
 
-def test_models_pretrained_lists_every_shipped_model(capsys):
+def test_models_pretrained_lists_every_shipped_model(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "80")
     assert run("models", "--pretrained") == 0
     out = capsys.readouterr().out
     assert all(f"pretrained:{name}" in out for name in catalogue())
+    assert max(len(line) for line in out.splitlines()) <= 80  # wrapped to the terminal
+    words = " ".join(out.split())
+    assert all(" ".join(e[key].split()) in words for e in catalogue().values() for key in ("trained_on", "scores"))
     assert all((ROOT / "src" / "lensml" / "pretrained" / e["file"]).is_file() for e in catalogue().values())
 
 

@@ -434,12 +434,23 @@ def _run_models(args: argparse.Namespace) -> None:
 
 
 def _print_pretrained(task: str | None) -> None:
-    from .io.tables import format_table
-    from .pretrained import PREFIX, catalogue
+    """One block per model, its long descriptions wrapped to the terminal (a table would run to 600
+    characters a row)."""
+    import shutil
+    import textwrap
 
-    rows = [[PREFIX + name, entry["task"], entry["arch"], entry["trained_on"], entry["scores"]]
-            for name, entry in sorted(catalogue().items()) if task in (None, entry["task"])]
-    print(format_table(["model", "task", "architecture", "trained on", "scores on independent data"], rows))
+    from .pretrained import PREFIX, catalogue, pretrained_path
+
+    width = max(60, shutil.get_terminal_size((100, 24)).columns - 1)
+    for name, entry in sorted(catalogue().items()):
+        if task not in (None, entry["task"]):
+            continue
+        megabytes = pretrained_path(PREFIX + name).stat().st_size / 1e6
+        print(f"{PREFIX}{name}  ({entry['task']}, {entry['arch']}, {megabytes:.1f} MB)")
+        for label, text in (("trained on", entry["trained_on"]), ("scores", entry["scores"])):
+            print(textwrap.fill(text, width, initial_indent=f"  {label + ':':<12}", subsequent_indent=" " * 14,
+                                break_on_hyphens=False))
+        print()
     print("Recipes (commands, seeds, lensml version): docs/pretrained.md")
 
 
