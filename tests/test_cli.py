@@ -1,6 +1,7 @@
 """End to end through `lensml` itself: real files in, tables, JSON, CSV and PNG out."""
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -24,6 +25,12 @@ def test_version_and_models(capsys):
     assert run("models") == 0
     out = capsys.readouterr().out
     assert "shear_cnn" in out and "lensnet_vgg19" in out and "20,549,570" in out
+    lines = out.splitlines()[:-1]  # the table, without the closing remark
+    assert all(line == line.rstrip() for line in lines)
+    # numbers right-aligned (their last digits in one column), text left-aligned (first letters in one)
+    assert len({re.search(r"\s(\d[\d,]*)\s\s", line).end(1) for line in lines[1:]}) == 1
+    assert len({line.index(word) for line, word in zip(lines[1:], ("CAS", "CMU", "LASTRO"))}) == 1
+    assert all(not line.startswith(" ") for line in lines)
 
 
 def test_console_script_is_installed():

@@ -5,18 +5,27 @@ from __future__ import annotations
 import csv
 import io
 import os
+import re
 from typing import Sequence
 
 from .atomic import write_text_atomic
 
 
 def format_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
-    """Right-aligned columns; floats to 4 significant decimals."""
+    """Aligned columns: numbers right-aligned, text left-aligned (a long description then ends its
+    line instead of pushing the columns before it across the screen); floats to 4 significant
+    decimals."""
     cells = [[_cell(v) for v in row] for row in rows]
     widths = [max(len(h), *(len(r[i]) for r in cells)) if cells else len(h) for i, h in enumerate(header)]
-    lines = ["  ".join(h.rjust(w) for h, w in zip(header, widths))]
-    lines += ["  ".join(c.rjust(w) for c, w in zip(row, widths)) for row in cells]
-    return "\n".join(lines)
+    numeric = [bool(cells) and all(_NUMBER.fullmatch(r[i]) for r in cells) for i in range(len(header))]
+
+    def line(values: Sequence[str]) -> str:
+        return "  ".join(v.rjust(w) if right else v.ljust(w) for v, w, right in zip(values, widths, numeric)).rstrip()
+
+    return "\n".join([line(header), *(line(row) for row in cells)])
+
+
+_NUMBER = re.compile(r"[-+]?(\d[\d,]*(\.\d*)?|\.\d+)([eE][-+]?\d+)?%?|nan|inf|-inf|-")
 
 
 def _cell(value: object) -> str:
