@@ -211,9 +211,9 @@ def _stream(net, info: ModelInfo, scenes: SceneList, keys: list, labels: dict | 
             raise x
         p, seconds = lens_probabilities(net, x, dev, temperature(info), views)
         forward += seconds
-        rows = [[k, f"{float(v):.6g}", *([labels[str(k)]] if labels else [])] for k, v in zip(batch_keys, p)]
-        if sink is not None:
-            sink.append(rows)
+        rows = [[k, float(v), *([labels[str(k)]] if labels else [])] for k, v in zip(batch_keys, p)]
+        if sink is not None:  # the file keeps 6 significant digits, the terminal table 4 decimals
+            sink.append([[k, f"{v:.6g}", *rest] for k, v, *rest in rows])
         else:
             printed += rows
         out.append(p)
