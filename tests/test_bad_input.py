@@ -120,6 +120,9 @@ CASES = [
     (["features", "-i", "{root}/space", "-m", "pretrained:shear_net_ground", "-o", "{root}/maps"], 2, "is a folder"),
     (["features", "-i", "{setdir}/gal_1.fits", "--psf", "{setdir}", "-m", "{model}", "-o", "{root}/maps"], 2,
      "is a folder"),
+    (["features", "-i", "{root}/space", "-m", "pretrained:lastro_epfl_space", "-o", "{root}/maps"], 2, "is a folder"),
+    (["predict", "--metacal", "-i", "{setdir}/gal_1.fits", "--psf", "{setdir}", "-m", "pretrained:shear_net_ground"], 2,
+     "is a folder"),
     # challenge folders
     (["train", "-i", "{root}/nolabel", "--arch", "lens_flow"], 2, "has no label"),
     (["train", "-i", "{root}/orphanlabel", "--arch", "lens_flow"], 2, "999999 has a label but no image"),

@@ -14,10 +14,6 @@ from .transforms import normalise
 
 def model_input(info: ModelInfo, image: str, psf: str | None) -> np.ndarray:
     """The (1, C, H, W) normalised input a model expects, from the files a user names."""
-    for name in (image, psf):
-        if name is not None and Path(name).is_dir():
-            raise BadInputError(f"{name} is a folder; this reads one image file (a galaxy stamp, or one band "
-                                f"file of a scene)")
     if info.task == "lens":
         from .band_norm import normalise_bands
 

@@ -52,6 +52,8 @@ def list_cutouts(root: str | os.PathLike) -> list[str]:
 def read_cutout(path: str | os.PathLike, shape: tuple[int, int, int] | None = None) -> np.ndarray:
     """(bands, H, W) float32 of one cutout file: a cube, or one 2-D image HDU per band."""
     path = Path(path)
+    if path.is_dir():
+        raise BadInputError(f"{path} is a folder; this reads one cutout file (a cube, or one band file of a scene)")
     if not path.is_file():
         raise MissingFileError(f"{path}: no such cutout")
     try:

@@ -24,6 +24,8 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     """Read a stamp as float32: FITS values as they are, 8-bit bitmaps scaled to [0, 1]."""
     path = Path(path)
     suffix = _suffix(path)
+    if path.is_dir():
+        raise BadInputError(f"{path} is a folder; this reads one image file (a stamp, or a PSF)")
     if suffix in FITS_SUFFIXES:
         data = read_fits_image(path)
     elif suffix in BITMAP_SUFFIXES:
