@@ -4,8 +4,11 @@ lensml's training speed-ups, measured side by side in one run.
 "before" is the model step as lensml 0bafcc5 ran it: every activation ahead of its max-pool and
 out of place, Adam's unfused update. "after" is today's layers (max-pool ahead of the monotone
 activation, activations in place) with the fused Adam; "+compile" adds `lensml train --compile`
-(torch.compile of the forward pass, the backward following). The variants alternate within every
-repeat, so a busy machine slows them alike; the ratios are the figures to compare.
+(torch.compile of the forward pass, the backward following); "+bf16" adds `lensml train --precision bf16`
+(automatic mixed precision: convolutions and matrix products in bfloat16, float32 weights), which pays
+where the CPU multiplies bfloat16 natively (AVX512-BF16 or AMX; the header says whether this one does).
+The variants alternate within every repeat, so a busy machine slows them alike; the ratios are the
+figures to compare.
 
     python benchmarks/training_speed.py [--archs ...] [--batch 64] [--steps 4] [--repeats 3] [--device cpu]
 """
@@ -23,18 +26,22 @@ from torch import nn
 from lensml.device import resolve_device
 from lensml.models import count_parameters, create_model
 from lensml.models.lens_finders import published_order
+from lensml.training import autocast
 
 ARCHS = ("cas_swinburne", "cmu_deeplens", "wsi_net", "lens_finder", "shear_net", "shear_cnn")
 SHEAR_STAMP = (64, 64)  # the metacalibration sets' stamps
 
 
-def _step(model: nn.Module, fused: bool, compiled: bool, x: torch.Tensor, y: torch.Tensor, loss_fn: nn.Module):
+def _step(model: nn.Module, fused: bool, compiled: bool, x: torch.Tensor, y: torch.Tensor, loss_fn: nn.Module,
+          precision: str = "fp32"):
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4, fused=fused)
     forward = torch.compile(model) if compiled else model
 
     def step() -> None:
         optimizer.zero_grad(set_to_none=True)
-        loss_fn(forward(x), y).backward()
+        with autocast(precision, x.device):  # as `fit` runs it: the loss in float32
+            output = forward(x)
+        loss_fn(output.float(), y).backward()
         optimizer.step()
         if x.device.type == "cuda":
             torch.cuda.synchronize(x.device)
@@ -55,6 +62,7 @@ def bench(arch: str, batch: int, steps: int, repeats: int, device: torch.device)
         "before": _step(copy.deepcopy(after) if shear else published_order(after), False, False, x, y, loss_fn),
         "after": _step(after, True, False, x, y, loss_fn),
         "+compile": _step(copy.deepcopy(after), True, True, x, y, loss_fn),
+        "+bf16": _step(copy.deepcopy(after), True, False, x, y, loss_fn, precision="bf16"),
     }
     for step in variants.values():  # warm-up: compilation, caches, page faults
         step()
@@ -80,14 +88,18 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     args = parser.parse_args()
     device = resolve_device(args.device)
+    native_bf16 = torch.ops.mkldnn._is_mkldnn_bf16_supported() if device.type == "cpu" else "n/a"
     print(f"torch {torch.__version__}, {device}, {torch.get_num_threads()} threads, batch {args.batch}; "
+          f"CPU capability {torch.backends.cpu.get_cpu_capability()}, native bfloat16 {native_bf16}; "
           f"training images/s, medians of {args.repeats}")
-    print("| model | params | before | after | after +compile | after / before | +compile / before |")
-    print("|---|---|---|---|---|---|---|")
+    print("| model | params | before | after | after +compile | after +bf16 | after / before | +compile / before "
+          "| +bf16 / before |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for arch in args.archs:
         r = bench(arch, args.batch, args.steps, args.repeats, device)
         print(f"| {arch} | {r['params']:,} | {r['before']:.1f} | {r['after']:.1f} | {r['+compile']:.1f} | "
-              f"{r['after'] / r['before']:.2f} | {r['+compile'] / r['before']:.2f} |", flush=True)
+              f"{r['+bf16']:.1f} | {r['after'] / r['before']:.2f} | {r['+compile'] / r['before']:.2f} | "
+              f"{r['+bf16'] / r['before']:.2f} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -264,3 +264,17 @@ def test_compiled_training_follows_the_eager_run():
 def test_compile_is_a_training_setting():
     assert build_config(None, {"compile": True}).compile is True
     assert build_config(None, {}).compile is False
+
+
+def test_half_precision_on_a_cpu_without_native_support_says_it_will_not_be_faster(monkeypatch):
+    from lensml import device as dev
+
+    assert dev.cpu_has_native("fp32")  # unpatched: float32 is native everywhere
+    cpu, gpu = torch.device("cpu"), torch.device("cuda")
+    monkeypatch.setattr(dev, "cpu_has_native", lambda precision: precision == "fp32")
+    assert "no native bf16" in dev.half_precision_note("bf16", cpu)
+    assert "no native fp16" in dev.half_precision_note("fp16", cpu)
+    assert dev.half_precision_note("fp32", cpu) is None
+    assert dev.half_precision_note("bf16", gpu) is None  # GPUs: the GPU path's own concern
+    monkeypatch.setattr(dev, "cpu_has_native", lambda precision: True)
+    assert dev.half_precision_note("bf16", cpu) is None

@@ -31,3 +31,18 @@ def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+def cpu_has_native(precision: str) -> bool:
+    """Whether this CPU multiplies in `precision` natively: bf16 with AVX512-BF16 or AMX, fp16 with
+    AVX512-FP16 or AMX-FP16 (oneDNN's own checks); otherwise autocast emulates it."""
+    if precision == "bf16":
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    return precision != "fp16" or bool(torch.ops.mkldnn._is_mkldnn_fp16_supported())
+
+
+def half_precision_note(precision: str, device: torch.device) -> str | None:
+    """Why `--precision` will not speed up training on `device`, or None when it should."""
+    if device.type != "cpu" or cpu_has_native(precision):
+        return None
+    return f"this CPU has no native {precision} arithmetic: --precision {precision} will not be faster than fp32"

@@ -15,7 +15,7 @@ import torch
 
 from .. import distributed
 from ..checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
-from ..device import resolve_device
+from ..device import half_precision_note, resolve_device
 from ..errors import BadInputError
 from ..identity import DataIdentity
 from ..io.atomic import sweep_stale_temps
@@ -89,6 +89,8 @@ def train_network(
     started = time.perf_counter()
     report(f"training {info.arch} ({count_parameters(net):,} parameters) on {len(train_idx)} images, "
           f"validating on {len(val_idx)}, device {device}")
+    if note := half_precision_note(settings.precision, device):
+        report(note)
 
     def on_epoch_end(st: TrainState, improved: bool) -> None:
         nonlocal best_weights
