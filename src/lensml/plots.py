@@ -66,9 +66,12 @@ def plot_roc(path: str | os.PathLike, curves: Mapping[str, tuple[np.ndarray, np.
     plt, (fig, axes) = _figure(1, panels, figsize=(5.5 * panels, 5), squeeze=False)
     ax = axes[0, 0]
     for label, (fpr, tpr) in curves.items():
-        ax.step(fpr, tpr, where="post", label=label)
+        # a few scenes (a handful of real cutouts) give a few corners: mark them, so a segment along an
+        # axis is not mistaken for the axis
+        ax.step(fpr, tpr, where="post", label=label, marker="o" if len(fpr) <= 40 else None, ms=3)
     ax.plot([0, 1], [0, 1], "k:", lw=0.8)
-    ax.set(xlabel="false-positive rate", ylabel="true-positive rate", xlim=(0, 1), ylim=(0, 1.01), title="ROC")
+    ax.set(xlabel="false-positive rate", ylabel="true-positive rate", xlim=(-0.01, 1.01), ylim=(-0.01, 1.01),
+           title="ROC")
     ax.legend(loc="lower right", fontsize=8)
     if reliabilities:
         ax = axes[0, 1]
