@@ -23,7 +23,7 @@ import time
 import torch
 from torch import nn
 
-from lensml.device import resolve_device
+from lensml.device import cpu_has_native, resolve_device
 from lensml.models import count_parameters, create_model
 from lensml.models.lens_finders import published_order
 from lensml.training import autocast
@@ -88,18 +88,18 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     args = parser.parse_args()
     device = resolve_device(args.device)
-    native_bf16 = torch.ops.mkldnn._is_mkldnn_bf16_supported() if device.type == "cpu" else "n/a"
+    native_bf16 = cpu_has_native("bf16") if device.type == "cpu" else "n/a"
     print(f"torch {torch.__version__}, {device}, {torch.get_num_threads()} threads, batch {args.batch}; "
           f"CPU capability {torch.backends.cpu.get_cpu_capability()}, native bfloat16 {native_bf16}; "
           f"training images/s, medians of {args.repeats}")
     print("| model | params | before | after | after +compile | after +bf16 | after / before | +compile / before "
-          "| +bf16 / before |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          "| +bf16 / before | +bf16 / after |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for arch in args.archs:
         r = bench(arch, args.batch, args.steps, args.repeats, device)
         print(f"| {arch} | {r['params']:,} | {r['before']:.1f} | {r['after']:.1f} | {r['+compile']:.1f} | "
               f"{r['+bf16']:.1f} | {r['after'] / r['before']:.2f} | {r['+compile'] / r['before']:.2f} | "
-              f"{r['+bf16'] / r['before']:.2f} |", flush=True)
+              f"{r['+bf16'] / r['before']:.2f} | {r['+bf16'] / r['after']:.2f} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -266,15 +266,18 @@ def test_compile_is_a_training_setting():
     assert build_config(None, {}).compile is False
 
 
-def test_half_precision_on_a_cpu_without_native_support_says_it_will_not_be_faster(monkeypatch):
-    from lensml import device as dev
+def test_half_precision_on_a_cpu_without_native_support_says_it_will_not_be_faster():
+    from lensml.device import cpu_has_native, half_precision_note
 
-    assert dev.cpu_has_native("fp32")  # unpatched: float32 is native everywhere
     cpu, gpu = torch.device("cpu"), torch.device("cuda")
-    monkeypatch.setattr(dev, "cpu_has_native", lambda precision: precision == "fp32")
-    assert "no native bf16" in dev.half_precision_note("bf16", cpu)
-    assert "no native fp16" in dev.half_precision_note("fp16", cpu)
-    assert dev.half_precision_note("fp32", cpu) is None
-    assert dev.half_precision_note("bf16", gpu) is None  # GPUs: the GPU path's own concern
-    monkeypatch.setattr(dev, "cpu_has_native", lambda precision: True)
-    assert dev.half_precision_note("bf16", cpu) is None
+    avx512 = {"avx512_bf16": False, "amx_bf16": False, "avx512_fp16": False, "amx_fp16": False, "avx2": True}
+    assert "no native bf16" in half_precision_note("bf16", cpu, avx512)  # e.g. Skylake/Ice Lake Xeons
+    assert "no native fp16" in half_precision_note("fp16", cpu, avx512)
+    assert half_precision_note("fp32", cpu, avx512) is None
+    assert half_precision_note("bf16", gpu, avx512) is None  # GPUs: the GPU path's own concern
+    assert half_precision_note("bf16", cpu, {**avx512, "avx512_bf16": True}) is None  # Zen 4, Cooper Lake
+    assert half_precision_note("bf16", cpu, {**avx512, "amx_bf16": True}) is None  # Sapphire Rapids
+    assert half_precision_note("fp16", cpu, {**avx512, "avx512_bf16": True}) is not None
+    assert half_precision_note("bf16", cpu, {"neon": True}) is None  # no x86 flags: nothing said
+    # this machine's own flags: a plain answer either way, no error
+    assert all(isinstance(cpu_has_native(p), bool) for p in ("fp32", "bf16", "fp16"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import platform
+from collections.abc import Mapping
 
 import torch
 
@@ -33,16 +34,25 @@ def device_name(device: torch.device) -> str:
     return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
 
 
-def cpu_has_native(precision: str) -> bool:
-    """Whether this CPU multiplies in `precision` natively: bf16 with AVX512-BF16 or AMX, fp16 with
-    AVX512-FP16 or AMX-FP16 (oneDNN's own checks); otherwise autocast emulates it."""
-    if precision == "bf16":
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    return precision != "fp16" or bool(torch.ops.mkldnn._is_mkldnn_fp16_supported())
+# the instructions that multiply in each half precision (x86), as torch.cpu.get_capabilities() names them
+NATIVE_HALF_FLAGS = {"bf16": ("avx512_bf16", "amx_bf16"), "fp16": ("avx512_fp16", "amx_fp16")}
 
 
-def half_precision_note(precision: str, device: torch.device) -> str | None:
+def cpu_has_native(precision: str, capabilities: Mapping[str, bool] | None = None) -> bool:
+    """Whether this CPU multiplies in `precision` natively (AVX512-BF16 or AMX for bf16, AVX512-FP16 or
+    AMX-FP16 for fp16); otherwise autocast emulates it, no faster than float32. Non-x86 CPUs report no
+    such flags and count as native: the note below is then left out rather than said wrongly."""
+    if precision == "fp32":
+        return True
+    caps = torch.cpu.get_capabilities() if capabilities is None else capabilities
+    known = [caps[flag] for flag in NATIVE_HALF_FLAGS[precision] if flag in caps]
+    return not known or any(known)
+
+
+def half_precision_note(precision: str, device: torch.device, capabilities: Mapping[str, bool] | None = None,
+                        ) -> str | None:
     """Why `--precision` will not speed up training on `device`, or None when it should."""
-    if device.type != "cpu" or cpu_has_native(precision):
+    if device.type != "cpu" or cpu_has_native(precision, capabilities):
         return None
-    return f"this CPU has no native {precision} arithmetic: --precision {precision} will not be faster than fp32"
+    return (f"this CPU has no native {precision} arithmetic ({' or '.join(NATIVE_HALF_FLAGS[precision])}): "
+            f"--precision {precision} will not be faster than fp32")

@@ -58,6 +58,9 @@ def plot_shear_scatter(path: str | os.PathLike, true: np.ndarray, estimates: Map
     plt.close(fig)
 
 
+MARKED_CORNERS = 40  # ROC curves with at most this many corners get a marker on each
+
+
 def plot_roc(path: str | os.PathLike, curves: Mapping[str, tuple[np.ndarray, np.ndarray]],
              reliabilities: Mapping[str, Mapping[str, list]] | None = None) -> None:
     """ROC curves (true-positive against false-positive rate) of one or several lens finders, and beside
@@ -68,7 +71,7 @@ def plot_roc(path: str | os.PathLike, curves: Mapping[str, tuple[np.ndarray, np.
     for label, (fpr, tpr) in curves.items():
         # a few scenes (a handful of real cutouts) give a few corners: mark them, so a segment along an
         # axis is not mistaken for the axis
-        ax.step(fpr, tpr, where="post", label=label, marker="o" if len(fpr) <= 40 else None, ms=3)
+        ax.step(fpr, tpr, where="post", label=label, marker="o" if len(fpr) <= MARKED_CORNERS else None, ms=3)
     ax.plot([0, 1], [0, 1], "k:", lw=0.8)
     ax.set(xlabel="false-positive rate", ylabel="true-positive rate", xlim=(-0.01, 1.01), ylim=(-0.01, 1.01),
            title="ROC")
@@ -80,8 +83,8 @@ def plot_roc(path: str | os.PathLike, curves: Mapping[str, tuple[np.ndarray, np.
             ok = np.isfinite(mean)
             ax.plot(mean[ok], frac[ok], "o-", ms=4, label=label)
         ax.plot([0, 1], [0, 1], "k:", lw=0.8)
-        ax.set(xlabel="mean lens probability in bin", ylabel="fraction of lenses", xlim=(0, 1), ylim=(0, 1.01),
-               title="reliability")
+        ax.set(xlabel="mean lens probability in bin", ylabel="fraction of lenses", xlim=(-0.01, 1.01),
+               ylim=(-0.01, 1.01), title="reliability")
         ax.legend(loc="upper left", fontsize=8)
     fig.tight_layout()
     with atomic_path(path) as tmp:
