@@ -3,6 +3,7 @@ shards that add up to the whole, and the same scores as evaluation's cached path
 
 import csv
 import json
+import math
 
 import numpy as np
 import pytest
@@ -13,6 +14,7 @@ from lensml.modelfile import load_model
 from lensml.simulate.strong_files import simulate_strong
 from lensml.workflows import lens_predict
 from lensml.workflows.lens_eval import lens_probabilities, lens_scores, temperature
+from lensml.workflows.lens_predict import probability_text
 
 
 def run(*args):
@@ -180,6 +182,15 @@ def test_confident_candidates_do_not_tie_at_probability_one():
 
     p, _ = lens_probabilities(Fixed(), torch.zeros(3, 1, 4, 4), torch.device("cpu"))
     assert p.dtype == np.float64 and p[0] < p[1] < 1.0 and 0.0 < p[2]
+
+
+@pytest.mark.parametrize("logit", [-40.0, -3.0, 0.0, 1.9, 15.0, 20.0, 30.0])
+def test_the_csv_keeps_six_digits_of_p_and_of_one_minus_p(logit):
+    """Candidates at 1 - p = 1e-7 and 1e-9 stay apart in predict's file (6 digits of p alone write both as 1)."""
+    p = 1.0 / (1.0 + math.exp(-logit))
+    written = float(probability_text(p))
+    assert abs(written - p) <= max(5e-6 * min(p, 1.0 - p), 2e-16)  # float64 holds 1 - p to 1e-16
+    assert probability_text(1.0 / (1.0 + math.exp(-logit - 0.01))) != probability_text(p)
 
 
 def test_eight_views_make_the_score_blind_to_how_the_cutout_is_turned():

@@ -126,6 +126,16 @@ class ResumableCsv:
         self.record.unlink(missing_ok=True)
 
 
+def probability_text(p: float) -> str:
+    """`p` with 6 significant digits of both p and 1 - p: the most confident candidates of a search
+    (1 - p of 1e-7 and 1e-9) stay apart in the file, where 6 digits of p alone would write both as 1."""
+    q = 1.0 - p
+    if p < 0.5 or q <= 0.0:
+        return f"{p:.6g}"
+    decimals = min(16, 5 - math.floor(math.log10(q)))
+    return f"{p:.{decimals}f}".rstrip("0").rstrip(".")
+
+
 def _is_fits(path: Path) -> bool:
     """A FITS file (plain or gzipped) rather than a list of file names, by its first bytes."""
     with open(path, "rb") as f:
@@ -212,8 +222,8 @@ def _stream(net, info: ModelInfo, scenes: SceneList, keys: list, labels: dict | 
         p, seconds = lens_probabilities(net, x, dev, temperature(info), views)
         forward += seconds
         rows = [[k, float(v), *([labels[str(k)]] if labels else [])] for k, v in zip(batch_keys, p)]
-        if sink is not None:  # the file keeps 6 significant digits, the terminal table 4 decimals
-            sink.append([[k, f"{v:.6g}", *rest] for k, v, *rest in rows])
+        if sink is not None:  # the file keeps 6 significant digits of p and of 1 - p, the terminal table 4 decimals
+            sink.append([[k, probability_text(v), *rest] for k, v, *rest in rows])
         else:
             printed += rows
         out.append(p)
