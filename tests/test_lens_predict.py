@@ -193,6 +193,17 @@ def test_the_csv_keeps_six_digits_of_p_and_of_one_minus_p(logit):
     assert probability_text(1.0 / (1.0 + math.exp(-logit - 0.01))) != probability_text(p)
 
 
+def test_the_csv_text_of_p_is_short_ordered_and_total():
+    """No more digits than 6 of p and of 1 - p need, ranks kept, and the edge values (0, 1, NaN) written."""
+    assert probability_text(0.870008) == "0.870008"
+    assert probability_text(0.25) == "0.25"
+    assert probability_text(0.0) == "0" and probability_text(1.0) == "1"
+    assert probability_text(float("nan")) == "nan"
+    ps = 1.0 / (1.0 + np.exp(-np.linspace(-30.0, 30.0, 997)))
+    written = [float(probability_text(float(p))) for p in ps]
+    assert all(a < b for a, b in zip(written, written[1:]))
+
+
 def test_eight_views_make_the_score_blind_to_how_the_cutout_is_turned():
     """The mean logit over the 8 D4 views is the same for a scene turned by 90 degrees or transposed; a
     single view is not (a CNN is not rotation invariant), and --views 1 is that single view."""

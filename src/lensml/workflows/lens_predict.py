@@ -130,7 +130,7 @@ def probability_text(p: float) -> str:
     """`p` with 6 significant digits of both p and 1 - p: the most confident candidates of a search
     (1 - p of 1e-7 and 1e-9) stay apart in the file, where 6 digits of p alone would write both as 1."""
     q = 1.0 - p
-    if p < 0.5 or q <= 0.0:
+    if not math.isfinite(p) or p < 0.5 or q <= 0.0:
         return f"{p:.6g}"
     decimals = min(16, 5 - math.floor(math.log10(q)))
     return f"{p:.{decimals}f}".rstrip("0").rstrip(".")
