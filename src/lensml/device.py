@@ -55,4 +55,4 @@ def half_precision_note(precision: str, device: torch.device, capabilities: Mapp
     if device.type != "cpu" or cpu_has_native(precision, capabilities):
         return None
     return (f"this CPU has no native {precision} arithmetic ({' or '.join(NATIVE_HALF_FLAGS[precision])}): "
-            f"--precision {precision} will not be faster than fp32")
+            f"--precision {precision} is emulated and runs slower than fp32 here; use fp32")
