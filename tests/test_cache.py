@@ -1,4 +1,5 @@
-"""The packed dataset cache on a full disk: a clear error and nothing left behind, not a SIGBUS mid-fill."""
+"""The packed dataset cache: on a full disk a clear error and nothing left behind, not a SIGBUS mid-fill;
+never written into a dataset folder marked read-only."""
 
 import errno
 import os
@@ -7,7 +8,7 @@ import numpy as np
 import pytest
 
 from lensml.errors import LensmlError
-from lensml.io.cache import packed_array
+from lensml.io.cache import CACHE_FOLDER, cache_dir_for, packed_array
 
 
 def _build(root, fill):
@@ -48,3 +49,18 @@ def test_file_systems_without_preallocation_still_build_the_cache(tmp_path, monk
     monkeypatch.setattr(os, "posix_fallocate", unsupported)
     out = _build(tmp_path, lambda array: array.fill(2.0))
     np.testing.assert_array_equal(out, np.full((64, 32, 32), 2.0, np.float32))
+
+
+def test_a_folder_marked_read_only_is_not_written_into_even_by_root(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    writable, release = tmp_path / "mine", tmp_path / "release"
+    writable.mkdir()
+    release.mkdir()
+    release.chmod(0o555)  # as a shared data release is unpacked; root could still write here
+    try:
+        assert cache_dir_for(writable) == writable / CACHE_FOLDER
+        elsewhere = cache_dir_for(release)
+        assert elsewhere.is_relative_to(tmp_path / "xdg" / "lensml")
+        assert elsewhere != cache_dir_for(writable)
+    finally:
+        release.chmod(0o755)

@@ -33,10 +33,16 @@ def fingerprint(files: Sequence[Path], root: Path) -> str:
     return digest.hexdigest()
 
 
+def _writable(folder: Path) -> bool:
+    """Writable by us and not marked read-only: root may write anywhere, but a folder without
+    write bits (a shared data release) is left as it is."""
+    return os.access(folder, os.W_OK) and bool(folder.stat().st_mode & 0o222)
+
+
 def cache_dir_for(root: Path) -> Path:
     """The dataset's own cache folder, or one under ~/.cache/lensml when the dataset is read-only."""
     local = root / CACHE_FOLDER
-    if os.access(root, os.W_OK) or local.is_dir() and os.access(local, os.W_OK):
+    if _writable(root) or local.is_dir() and _writable(local):
         return local
     tag = hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:16]
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "lensml" / tag
