@@ -50,6 +50,23 @@ def trained_model(weak_set, tmp_path_factory):
     return train_shear(str(weak_set), str(out), config, progress=False)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_cache_home(tmp_path_factory):
+    """Caches of read-only data sets (../shared) go under ~/.cache/lensml: keep the tests' out of the home."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache_home")))
+        yield
+
+
+def copy_samples(source: Path, target: Path) -> Path:
+    """A user's own copy of a sample folder: writable, unlike the read-only ../shared release it
+    may come from (copytree would carry over its missing write bits)."""
+    shutil.copytree(source, target, copy_function=shutil.copyfile)
+    for folder, _, _ in os.walk(target):
+        os.chmod(folder, 0o755)
+    return target
+
+
 @pytest.fixture(scope="session")
 def challenge_samples(tmp_path_factory):
     """The real challenge samples from ../shared/data, or, where a checkout has none beside it,

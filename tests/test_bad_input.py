@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
+from conftest import copy_samples
 from lensml.cli import main
 
 
@@ -58,23 +59,23 @@ def bad(tmp_path_factory, weak_set, trained_model, challenge_samples):
     fits.PrimaryHDU(np.zeros((32, 32), np.float32)).writeto(root / "small.fits")
 
     space = root / "space"
-    shutil.copytree(challenge_samples / "space", space)
+    copy_samples(challenge_samples / "space", space)
     nolabel = root / "nolabel"
-    shutil.copytree(challenge_samples / "space", nolabel)
+    copy_samples(challenge_samples / "space", nolabel)
     (nolabel / "classifications.csv").write_text("ID,is_lens\n100002,1\n")
     orphan = root / "orphanlabel"
-    shutil.copytree(challenge_samples / "space", orphan)
+    copy_samples(challenge_samples / "space", orphan)
     columns = (orphan / "classifications.csv").read_text().splitlines()[0].count(",") + 1
     with open(orphan / "classifications.csv", "a") as f:
         f.write("999999,1" + ",0" * (columns - 2) + "\n")
     nocolumn = root / "nocolumn"
-    shutil.copytree(challenge_samples / "space", nocolumn)
+    copy_samples(challenge_samples / "space", nocolumn)
     (nocolumn / "classifications.csv").write_text("ID,lens\n100002,1\n")
     missingband = root / "missingband"
-    shutil.copytree(challenge_samples / "ground", missingband)
+    copy_samples(challenge_samples / "ground", missingband)
     (missingband / "Public" / "Band4" / "imageSDSS_U-100004.fits").unlink()
     wrongsize = root / "wrongsize"
-    shutil.copytree(challenge_samples / "space", wrongsize)
+    copy_samples(challenge_samples / "space", wrongsize)
     fits.PrimaryHDU(np.zeros((64, 64), np.float32)).writeto(
         wrongsize / "Public" / "Band1" / "imageEUC_VIS-100003.fits", overwrite=True)
     return {"root": root, "set": weak_set, "setdir": good_dir, "model": trained_model}

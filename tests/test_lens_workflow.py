@@ -6,6 +6,7 @@ import shutil
 import numpy as np
 import pytest
 
+from conftest import copy_samples
 from lensml.cli import main
 from lensml.data.lens_set import load_lens_set
 from lensml.modelfile import load_model
@@ -16,7 +17,7 @@ from lensml.workflows.run_training import split_indices
 def challenge(tmp_path_factory, challenge_samples):
     root = tmp_path_factory.mktemp("challenge")
     for survey in ("space", "ground"):
-        shutil.copytree(challenge_samples / survey, root / survey)
+        copy_samples(challenge_samples / survey, root / survey)
     return root
 
 
