@@ -64,3 +64,16 @@ def test_a_folder_marked_read_only_is_not_written_into_even_by_root(tmp_path, mo
         assert elsewhere != cache_dir_for(writable)
     finally:
         release.chmod(0o755)
+
+
+@pytest.mark.parametrize("setting", ["", "relative/cache"])
+def test_an_empty_or_relative_xdg_cache_home_falls_back_to_the_home(tmp_path, monkeypatch, setting):
+    monkeypatch.setenv("XDG_CACHE_HOME", setting)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    release = tmp_path / "release"
+    release.mkdir()
+    release.chmod(0o555)
+    try:
+        assert cache_dir_for(release).is_relative_to(tmp_path / "home" / ".cache" / "lensml")
+    finally:
+        release.chmod(0o755)

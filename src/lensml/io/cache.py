@@ -45,7 +45,14 @@ def cache_dir_for(root: Path) -> Path:
     if _writable(root) or local.is_dir() and _writable(local):
         return local
     tag = hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:16]
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "lensml" / tag
+    return _user_cache_home() / "lensml" / tag
+
+
+def _user_cache_home() -> Path:
+    """$XDG_CACHE_HOME when it is an absolute path (an empty or relative one is ignored, as the XDG
+    rules say, rather than caching into the working directory), else ~/.cache."""
+    configured = os.environ.get("XDG_CACHE_HOME", "")
+    return Path(configured) if os.path.isabs(configured) else Path.home() / ".cache"
 
 
 def packed_array(
