@@ -51,29 +51,28 @@ def test_file_systems_without_preallocation_still_build_the_cache(tmp_path, monk
     np.testing.assert_array_equal(out, np.full((64, 32, 32), 2.0, np.float32))
 
 
-def test_a_folder_marked_read_only_is_not_written_into_even_by_root(tmp_path, monkeypatch):
+@pytest.fixture
+def release(tmp_path):
+    """A dataset folder without write bits, as a shared data release is unpacked; root could still write here."""
+    folder = tmp_path / "release"
+    folder.mkdir()
+    folder.chmod(0o555)
+    yield folder
+    folder.chmod(0o755)
+
+
+def test_a_folder_marked_read_only_is_not_written_into_even_by_root(tmp_path, monkeypatch, release):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    writable, release = tmp_path / "mine", tmp_path / "release"
+    writable = tmp_path / "mine"
     writable.mkdir()
-    release.mkdir()
-    release.chmod(0o555)  # as a shared data release is unpacked; root could still write here
-    try:
-        assert cache_dir_for(writable) == writable / CACHE_FOLDER
-        elsewhere = cache_dir_for(release)
-        assert elsewhere.is_relative_to(tmp_path / "xdg" / "lensml")
-        assert elsewhere != cache_dir_for(writable)
-    finally:
-        release.chmod(0o755)
+    assert cache_dir_for(writable) == writable / CACHE_FOLDER
+    elsewhere = cache_dir_for(release)
+    assert elsewhere.is_relative_to(tmp_path / "xdg" / "lensml")
+    assert elsewhere != cache_dir_for(writable)
 
 
 @pytest.mark.parametrize("setting", ["", "relative/cache"])
-def test_an_empty_or_relative_xdg_cache_home_falls_back_to_the_home(tmp_path, monkeypatch, setting):
+def test_an_empty_or_relative_xdg_cache_home_falls_back_to_the_home(tmp_path, monkeypatch, release, setting):
     monkeypatch.setenv("XDG_CACHE_HOME", setting)
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    release = tmp_path / "release"
-    release.mkdir()
-    release.chmod(0o555)
-    try:
-        assert cache_dir_for(release).is_relative_to(tmp_path / "home" / ".cache" / "lensml")
-    finally:
-        release.chmod(0o755)
+    assert cache_dir_for(release).is_relative_to(tmp_path / "home" / ".cache" / "lensml")
