@@ -1,5 +1,6 @@
 """End to end through `lensml` itself: real files in, tables, JSON, CSV and PNG out."""
 
+import argparse
 import json
 import re
 import shutil
@@ -11,7 +12,7 @@ import pytest
 from astropy.io import fits
 
 from lensml import __version__
-from lensml.cli import main
+from lensml.cli import build_parser, main
 
 
 def run(*args):
@@ -36,6 +37,22 @@ def test_version_and_models(capsys):
 def test_console_script_is_installed():
     result = subprocess.run([sys.executable, "-m", "lensml", "train", "--help"], capture_output=True, text=True)
     assert result.returncode == 0 and "--epochs" in result.stdout
+
+
+def _options(parser: argparse.ArgumentParser, command: str):
+    """(command, option, help) for every option of every subcommand, walking nested subparsers."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from _options(sub, f"{command} {name}")
+        elif action.option_strings:
+            yield command, action.option_strings[-1], action.help
+
+
+def test_every_option_says_what_it_does():
+    options = list(_options(build_parser(), "lensml"))
+    assert len(options) > 100  # the walk reached the subcommands
+    assert [(command, flag) for command, flag, text in options if not text] == []
 
 
 def test_simulate_flags_reach_the_files(tmp_path, capsys):

@@ -151,7 +151,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--epochs", type=_positive_int, help="total epochs to reach (a rerun resumes)")
     train.add_argument("--patience", type=_positive_int,
                        help="stop when the validation loss has not improved for this many epochs (--epochs stays the cap)")
-    train.add_argument("--batch-size", type=_positive_int)
+    train.add_argument("--batch-size", type=_positive_int,
+                       help="images per optimiser step (default 32 shear, 64 lens finding)")
     train.add_argument("--precision", choices=("fp32", "bf16", "fp16"),
                        help="automatic mixed precision, float32 weights: bf16 (lens finders train 1.8-2.4x as fast as "
                             "fp32 on a CPU with native bfloat16, AVX512-BF16 or AMX), or fp16 with loss scaling (GPUs); "
@@ -161,10 +162,11 @@ def build_parser() -> argparse.ArgumentParser:
                             "for cmu_deeplens, wsi_net and shear_net (not cas_swinburne or lens_finder); "
                             "the first batches take a minute or so")
     train.add_argument("--lr", type=float, help="learning rate (Adam)")
-    train.add_argument("--loss", choices=("mse", "mae"))
+    train.add_argument("--loss", choices=("mse", "mae"), help="shear: squared (default) or absolute error")
     train.add_argument("--targets", nargs="+", help="data.json keys to learn (default g1 g2)")
     train.add_argument("--val-fraction", type=float, help="share held out for validation (default 0.1 shear, 0.2 lens)")
-    train.add_argument("--seed", type=_nonneg_int)
+    train.add_argument("--seed", type=_nonneg_int,
+                       help="seeds the weights, the validation split, shuffling and augmentation (default 0)")
     train.add_argument("--augment", dest="augment", action="store_const", const=True, default=None,
                        help="lens finding: random flips, rotations, shifts, scaling and shear")
     train.add_argument("--no-augment", dest="augment", action="store_const", const=False,
@@ -183,7 +185,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--norm", choices=("asinh", "zscale", "minmax", "none"),
                        help="lens finding: per-band normalisation (default asinh; zscale, LEXACTUM's, "
                             "saturates arcs on bright deflectors)")
-    train.add_argument("--schedule", choices=("cosine", "constant"))
+    train.add_argument("--schedule", choices=("cosine", "constant"),
+                       help="learning rate over the epochs: cosine decay to 1%% of --lr at --epochs (shear "
+                            "default), or constant (lens finding default)")
     train.add_argument("--device", help="auto, cpu, cuda or cuda:N")
     train.add_argument("-r", "--remove", action="store_true", help="delete the model and its checkpoint, start again")
     train.add_argument("-e", "--evaluate", action="store_true", help="evaluate on the held-out part afterwards")
@@ -256,7 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
     surveys.set_defaults(run=_run_surveys)
 
     models = sub.add_parser("models", help="list the architectures, or the trained models that come with lensml")
-    models.add_argument("--task", choices=("shear", "lens"))
+    models.add_argument("--task", choices=("shear", "lens"), help="list only this task's architectures")
     models.add_argument("--pretrained", action="store_true",
                         help="list the trained models that come with lensml (use them as -m pretrained:NAME)")
     models.set_defaults(run=_run_models)
@@ -264,9 +268,11 @@ def build_parser() -> argparse.ArgumentParser:
     quick = sub.add_parser("quickstart", help="simulate, train and evaluate a small shear set end to end")
     quick.add_argument("-o", "--output", default="lensml-quickstart", help="folder for data, model and figures")
     quick.add_argument("-n", "--number", type=_positive_int, default=2000, help="training stamps (test: a quarter)")
-    quick.add_argument("--epochs", type=_positive_int, default=8)
-    quick.add_argument("--seed", type=_nonneg_int, default=0)
-    quick.add_argument("--workers", type=_positive_int, default=os.cpu_count() or 1)
+    quick.add_argument("--epochs", type=_positive_int, default=8, help="training epochs (default 8)")
+    quick.add_argument("--seed", type=_nonneg_int, default=0,
+                       help="seeds the training stamps (the test stamps take seed + 1) and the training (default 0)")
+    quick.add_argument("--workers", type=_positive_int, default=os.cpu_count() or 1,
+                       help="simulation processes (default: all cores)")
     quick.set_defaults(run=_run_quickstart)
     return parser
 
