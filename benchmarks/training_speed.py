@@ -36,19 +36,25 @@ def _step(model: nn.Module, fused: bool, compiled: bool, x: torch.Tensor, y: tor
           precision: str = "fp32"):
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4, fused=fused)
     forward = torch.compile(model) if compiled else model
+    scaler = torch.amp.GradScaler(x.device.type, enabled=precision == "fp16")
 
     def step() -> None:
         optimizer.zero_grad(set_to_none=True)
         with autocast(precision, x.device):  # as `fit` runs it: the loss in float32
             output = forward(x)
-        loss_fn(output.float(), y).backward()
-        optimizer.step()
+        scaler.scale(loss_fn(output.float(), y)).backward()
+        scaler.step(optimizer)
+        scaler.update()
         if x.device.type == "cuda":
             torch.cuda.synchronize(x.device)
     return step
 
 
-def bench(arch: str, batch: int, steps: int, repeats: int, device: torch.device) -> dict[str, float]:
+VARIANTS = ("before", "after", "+compile", "+bf16", "+fp16")
+
+
+def bench(arch: str, batch: int, steps: int, repeats: int, device: torch.device,
+          names: tuple[str, ...] = VARIANTS[:4]) -> dict[str, float]:
     shear = arch.startswith("shear")
     kwargs = {"image_size": SHEAR_STAMP} if shear else {}
     after = create_model(arch, **kwargs).to(device).to(memory_format=torch.channels_last)
@@ -57,13 +63,15 @@ def bench(arch: str, batch: int, steps: int, repeats: int, device: torch.device)
     x = torch.randn(shape, device=device).contiguous(memory_format=torch.channels_last)
     y = torch.randn(batch, 2, device=device) if shear else (torch.rand(batch, 1, device=device) > 0.5).float()
     loss_fn = nn.MSELoss() if shear else nn.BCEWithLogitsLoss()
-    variants = {
+    makers = {
         # the shear networks' layers did not change: only the optimizer differs for them
-        "before": _step(copy.deepcopy(after) if shear else published_order(after), False, False, x, y, loss_fn),
-        "after": _step(after, True, False, x, y, loss_fn),
-        "+compile": _step(copy.deepcopy(after), True, True, x, y, loss_fn),
-        "+bf16": _step(copy.deepcopy(after), True, False, x, y, loss_fn, precision="bf16"),
+        "before": lambda: _step(copy.deepcopy(after) if shear else published_order(after), False, False, x, y, loss_fn),
+        "after": lambda: _step(copy.deepcopy(after), True, False, x, y, loss_fn),
+        "+compile": lambda: _step(copy.deepcopy(after), True, True, x, y, loss_fn),
+        "+bf16": lambda: _step(copy.deepcopy(after), True, False, x, y, loss_fn, precision="bf16"),
+        "+fp16": lambda: _step(copy.deepcopy(after), True, False, x, y, loss_fn, precision="fp16"),  # loss scaling
     }
+    variants = {name: makers[name]() for name in names}
     for step in variants.values():  # warm-up: compilation, caches, page faults
         step()
         step()
@@ -86,20 +94,25 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=4, help="training steps per timed repeat")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+    parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS[:4]),
+                        help="which steps to time (+fp16: mixed float16 with loss scaling, for GPUs)")
     args = parser.parse_args()
     device = resolve_device(args.device)
-    native_bf16 = cpu_has_native("bf16") if device.type == "cpu" else "n/a"
-    print(f"torch {torch.__version__}, {device}, {torch.get_num_threads()} threads, batch {args.batch}; "
-          f"CPU capability {torch.backends.cpu.get_cpu_capability()}, native bfloat16 {native_bf16}; "
+    names = tuple(dict.fromkeys(["before", "after", *args.variants]))  # the ratios need both
+    where = (f"CPU capability {torch.backends.cpu.get_cpu_capability()}, native bfloat16 {cpu_has_native('bf16')}"
+             if device.type == "cpu" else torch.cuda.get_device_name(device))
+    print(f"torch {torch.__version__}, {device}, {torch.get_num_threads()} threads, batch {args.batch}; {where}; "
           f"training images/s, medians of {args.repeats}")
-    print("| model | params | before | after | after +compile | after +bf16 | after / before | +compile / before "
-          "| +bf16 / before | +bf16 / after |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    extra = names[2:]
+    ratios = [(n, "before") for n in ("after", *extra)] + [(n, "after") for n in extra if n in ("+bf16", "+fp16")]
+    print("| model | params | before | after | " + "".join(f"after {n} | " for n in extra)
+          + "".join(f"{a} / {b} | " for a, b in ratios).rstrip())
+    print("|---" * (4 + len(extra) + len(ratios)) + "|")
     for arch in args.archs:
-        r = bench(arch, args.batch, args.steps, args.repeats, device)
-        print(f"| {arch} | {r['params']:,} | {r['before']:.1f} | {r['after']:.1f} | {r['+compile']:.1f} | "
-              f"{r['+bf16']:.1f} | {r['after'] / r['before']:.2f} | {r['+compile'] / r['before']:.2f} | "
-              f"{r['+bf16'] / r['before']:.2f} | {r['+bf16'] / r['after']:.2f} |", flush=True)
+        r = bench(arch, args.batch, args.steps, args.repeats, device, names)
+        print(f"| {arch} | {r['params']:,} | {r['before']:.1f} | {r['after']:.1f} | "
+              + "".join(f"{r[n]:.1f} | " for n in extra) + "".join(f"{r[a] / r[b]:.2f} | " for a, b in ratios).rstrip(),
+              flush=True)
 
 
 if __name__ == "__main__":
