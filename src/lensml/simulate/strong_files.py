@@ -23,7 +23,6 @@ from __future__ import annotations
 import csv
 import dataclasses
 import math
-import multiprocessing as mp
 import os
 import re
 from pathlib import Path
@@ -40,6 +39,7 @@ from ..io.tables import write_csv
 from ..surveys import FOLDER_SURVEY_FILE, Survey, get_survey, register_survey, survey_from_mapping, survey_yaml
 from .record import RECORD_NAME, check_shard, claim_folder, read_record
 from .surveys import StrongSimConfig, band_file, band_header, observe, strong_config
+from .workers import map_in_workers
 
 LABELS_NAME = "classifications.csv"
 PARTS_DIR = ".parts"
@@ -348,5 +348,5 @@ def _run(job: _Job, batches: list[int], workers: int) -> Iterable[dict[int, list
             yield job.render(j)
         return
     # spawn, not fork: a forked child of a process that has run torch can hang on its thread pools
-    with mp.get_context("spawn").Pool(min(workers, len(batches)), initializer=_init_worker, initargs=(job,)) as pool:
-        yield from pool.imap_unordered(_render_in_worker, batches)
+    yield from map_in_workers(_render_in_worker, batches, min(workers, len(batches)), _init_worker, (job,),
+                              ordered=False, start_method="spawn")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import multiprocessing as mp
 import os
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from ..io.images import write_tif8
 from ..io.manifest import write_manifest
 from .record import check_shard, claim_folder, read_record
 from .weak import PairDesign, WeakSimConfig, WeakStampRenderer, draw_pair_params, draw_params
+from .workers import map_in_workers
 
 SHARD_MANIFEST = "data.shard-{k}-of-{n}.json"
 ENTRY_ORDER = ("galaxy", "psf", "e1", "e2", "g1", "g2")
@@ -76,10 +76,9 @@ def simulate_weak(
             bar.update()
     else:
         chunk = max(1, min(64, len(indices) // (workers * 8)))
-        with mp.get_context().Pool(workers, initializer=_init_worker, initargs=task) as pool:
-            for entry in pool.imap(_make_stamp, indices, chunksize=chunk):
-                entries.append(entry)
-                bar.update()
+        for entry in map_in_workers(_make_stamp, indices, workers, _init_worker, task, chunksize=chunk):
+            entries.append(entry)
+            bar.update()
     bar.close()
     manifest = out / ("data.json" if shard is None else SHARD_MANIFEST.format(k=shard[0], n=shard[1]))
     write_manifest(manifest, entries)
