@@ -1,27 +1,93 @@
-"""A simulation worker that dies (out of memory, killed) ends the command with one line, instead of
-leaving `multiprocessing.Pool` waiting forever for the lost task."""
+"""Simulation workers: a worker that dies (out of memory, killed) ends the command with one line
+instead of leaving `multiprocessing.Pool` waiting forever; errors keep their own type."""
 
 from __future__ import annotations
 
 import os
+import threading
+import time
+from pathlib import Path
 
 import pytest
 
+from lensml.errors import BadInputError
 from lensml.simulate.workers import WorkerDiedError, map_in_workers
+
+_STATE: dict[str, object] = {}
 
 
 def _nothing() -> None:
     pass
 
 
+def _remember(offset: int, folder: str) -> None:
+    _STATE.update(offset=offset, folder=folder)
+
+
+def _refuse() -> None:
+    raise BadInputError("bad settings")
+
+
+def _shifted(i: int) -> int:
+    """i + offset; item 0 finishes only once items 1-5 have (another worker takes them meanwhile)."""
+    folder = Path(_STATE["folder"])
+    if i:
+        (folder / str(i)).touch()
+    else:
+        give_up = time.monotonic() + 60
+        while len(list(folder.iterdir())) < 5 and time.monotonic() < give_up:
+            time.sleep(0.01)
+    return i + _STATE["offset"]
+
+
+def _complain(i: int) -> int:
+    raise BadInputError(f"item {i} is bad")
+
+
+def _within(seconds: float, work):
+    """The result of work(), or a test failure if it takes longer than `seconds` (a hang)."""
+    box: dict[str, object] = {}
+
+    def run():
+        try:
+            box["value"] = work()
+        except BaseException as error:  # handed to the test thread
+            box["error"] = error
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert not thread.is_alive(), f"still running after {seconds} s"
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
+
+
 @pytest.mark.parametrize("ordered", [True, False])
 def test_a_dead_worker_raises_instead_of_hanging(ordered):
-    with pytest.raises(WorkerDiedError, match="worker process died"):
-        list(map_in_workers(os._exit, [3, 3], 2, _nothing, ordered=ordered, start_method="spawn"))
+    with pytest.raises(WorkerDiedError, match="worker process ended unexpectedly"):
+        _within(120, lambda: list(map_in_workers(os._exit, [3, 3], 2, _nothing, ordered=ordered,
+                                                 start_method="spawn")))
 
 
-@pytest.mark.parametrize("ordered", [True, False])
-def test_results_of_living_workers(ordered):
-    out = list(map_in_workers(abs, range(-5, 5), 2, _nothing, ordered=ordered, chunksize=2, start_method="spawn"))
-    expected = [abs(i) for i in range(-5, 5)]
-    assert (out if ordered else sorted(out)) == (expected if ordered else sorted(expected))
+def test_order_and_the_initializer_arguments(tmp_path):
+    def run(ordered):
+        folder = tmp_path / str(ordered)
+        folder.mkdir()
+        return list(map_in_workers(_shifted, range(6), 2, _remember, (100, str(folder)), ordered=ordered,
+                                   start_method="spawn"))
+    assert _within(120, lambda: run(True)) == list(range(100, 106))
+    unordered = _within(120, lambda: run(False))
+    assert sorted(unordered) == list(range(100, 106)) and unordered[-1] == 100  # as they finished
+
+
+def test_errors_in_tasks_and_set_up_keep_their_type():
+    with pytest.raises(BadInputError, match="item"):
+        _within(120, lambda: list(map_in_workers(_complain, range(4), 2, _nothing, start_method="spawn")))
+    with pytest.raises(BadInputError, match="bad settings"):
+        _within(120, lambda: list(map_in_workers(_complain, range(4), 2, _refuse, start_method="spawn")))
+
+
+def test_unordered_maps_take_no_chunks():
+    with pytest.raises(ValueError):
+        list(map_in_workers(abs, [1], 1, _nothing, ordered=False, chunksize=4))

@@ -114,12 +114,11 @@ def simulate_strong(
     known = _known_rows(out)
     todo = [j for j in batches if not job.complete(j, known)]
     wanted = [i for j in batches for i in job.ids(j)]
-    bar = tqdm(total=len(wanted), initial=len(wanted) - sum(len(job.ids(j)) for j in todo),
-               desc=f"simulate {survey}", unit="image", disable=not progress)
-    for rows in _run(job, todo, workers):
-        known.update(rows)
-        bar.update(len(rows))
-    bar.close()
+    with tqdm(total=len(wanted), initial=len(wanted) - sum(len(job.ids(j)) for j in todo),
+              desc=f"simulate {survey}", unit="image", disable=not progress) as bar:  # closed before any error line
+        for rows in _run(job, todo, workers):
+            known.update(rows)
+            bar.update(len(rows))
 
     rows = [known[i] for i in wanted]
     if shard is None:

@@ -67,19 +67,18 @@ def simulate_weak(
 
     indices = range(n) if shard is None else range(shard[0] - 1, n, shard[1])
     task = (config, str(out), int(seed), bool(tif), pairs)
-    bar = tqdm(total=len(indices), desc="simulate weak", unit="stamp", disable=not progress)
     entries: list[dict[str, Any]] = []
-    if workers == 1:
-        _init_worker(*task)
-        for i in indices:
-            entries.append(_make_stamp(i))
-            bar.update()
-    else:
-        chunk = max(1, min(64, len(indices) // (workers * 8)))
-        for entry in map_in_workers(_make_stamp, indices, workers, _init_worker, task, chunksize=chunk):
-            entries.append(entry)
-            bar.update()
-    bar.close()
+    with tqdm(total=len(indices), desc="simulate weak", unit="stamp", disable=not progress) as bar:
+        if workers == 1:
+            _init_worker(*task)
+            for i in indices:
+                entries.append(_make_stamp(i))
+                bar.update()
+        else:
+            chunk = max(1, min(64, len(indices) // (workers * 8)))
+            for entry in map_in_workers(_make_stamp, indices, workers, _init_worker, task, chunksize=chunk):
+                entries.append(entry)
+                bar.update()
     manifest = out / ("data.json" if shard is None else SHARD_MANIFEST.format(k=shard[0], n=shard[1]))
     write_manifest(manifest, entries)
     return manifest

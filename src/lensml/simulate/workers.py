@@ -2,7 +2,8 @@
 
 `multiprocessing.Pool` replaces a worker killed mid-task (the kernel's out-of-memory killer, a
 `kill -9`) and waits for its lost result forever; a `ProcessPoolExecutor` notices the death and
-raises, which becomes one line for the user and a non-zero exit.
+raises, which becomes one line for the user and a non-zero exit. An error in a worker's set-up is
+kept and raised by its first task, so it reaches the user as itself.
 """
 
 from __future__ import annotations
@@ -11,28 +12,55 @@ import multiprocessing as mp
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
+from functools import partial
 from typing import Any
 
 from ..errors import LensmlError
+
+_SETUP_ERROR: list[Exception] = []  # per worker process
 
 
 class WorkerDiedError(LensmlError):
     """A worker process ended without finishing its task."""
 
 
+def _set_up(initializer: Callable[..., None], initargs: tuple) -> None:
+    try:
+        initializer(*initargs)
+    except Exception as error:  # raised again by the first task, where the caller sees it
+        _SETUP_ERROR.append(error)
+
+
+def _task(fn: Callable[[Any], Any], item: Any) -> Any:
+    if _SETUP_ERROR:
+        raise _SETUP_ERROR[0]
+    return fn(item)
+
+
 def map_in_workers(fn: Callable[[Any], Any], items: Iterable[Any], workers: int, initializer: Callable[..., None],
                    initargs: tuple = (), *, ordered: bool = True, chunksize: int = 1,
                    start_method: str | None = None) -> Iterator[Any]:
-    """`fn(item)` for each item in `workers` processes, in input order (`ordered`) or as they finish."""
-    pool = ProcessPoolExecutor(workers, mp_context=mp.get_context(start_method), initializer=initializer,
-                               initargs=initargs)
+    """`fn(item)` for each item in `workers` processes, in input order (`ordered`, `chunksize` items per
+    task) or as they finish. All items are queued at once: a few hundred bytes each."""
+    if not ordered and chunksize != 1:
+        raise ValueError("chunksize applies to ordered maps only")
+    pool = ProcessPoolExecutor(workers, mp_context=mp.get_context(start_method), initializer=_set_up,
+                               initargs=(initializer, initargs))
+    task = partial(_task, fn)
+    finished = False
     try:
         if ordered:
-            yield from pool.map(fn, items, chunksize=chunksize)
+            yield from pool.map(task, items, chunksize=chunksize)
         else:
-            yield from (future.result() for future in as_completed([pool.submit(fn, item) for item in items]))
+            yield from (future.result() for future in as_completed([pool.submit(task, item) for item in items]))
+        finished = True
     except BrokenProcessPool:
-        raise WorkerDiedError("a worker process died (killed, perhaps for lack of memory): rerun the command, "
-                              "with fewer --workers if memory is short") from None
+        raise WorkerDiedError("a worker process ended unexpectedly (killed, perhaps for lack of memory; any "
+                              "message above says more): rerun the command, with fewer --workers if memory is "
+                              "short") from None
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+        running = list((getattr(pool, "_processes", None) or {}).values())  # shutdown forgets them
+        pool.shutdown(wait=finished, cancel_futures=True)
+        if not finished:  # an error, Ctrl-C or a caller that stopped early: no waiting for running tasks
+            for process in running:
+                process.terminate()
