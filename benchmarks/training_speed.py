@@ -6,11 +6,13 @@ out of place, Adam's unfused update. "after" is today's layers (max-pool ahead o
 activation, activations in place) with the fused Adam; "+compile" adds `lensml train --compile`
 (torch.compile of the forward pass, the backward following); "+bf16" adds `lensml train --precision bf16`
 (automatic mixed precision: convolutions and matrix products in bfloat16, float32 weights), which pays
-where the CPU multiplies bfloat16 natively (AVX512-BF16 or AMX; the header says whether this one does).
+on a CPU only where it multiplies bfloat16 natively (AVX512-BF16 or AMX; the header says whether this
+one does); "+fp16" (`--variants`, for GPUs) is `--precision fp16`, float16 with loss scaling.
 The variants alternate within every repeat, so a busy machine slows them alike; the ratios are the
 figures to compare.
 
     python benchmarks/training_speed.py [--archs ...] [--batch 64] [--steps 4] [--repeats 3] [--device cpu]
+                                        [--variants +compile +bf16 +fp16]
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import time
 import torch
 from torch import nn
 
-from lensml.device import cpu_has_native, resolve_device
+from lensml.device import cpu_has_native, device_name, resolve_device
 from lensml.models import count_parameters, create_model
 from lensml.models.lens_finders import published_order
 from lensml.training import autocast
@@ -100,7 +102,7 @@ def main() -> None:
     device = resolve_device(args.device)
     names = tuple(dict.fromkeys(["before", "after", *args.variants]))  # the ratios need both
     where = (f"CPU capability {torch.backends.cpu.get_cpu_capability()}, native bfloat16 {cpu_has_native('bf16')}"
-             if device.type == "cpu" else torch.cuda.get_device_name(device))
+             if device.type == "cpu" else device_name(device))
     print(f"torch {torch.__version__}, {device}, {torch.get_num_threads()} threads, batch {args.batch}; {where}; "
           f"training images/s, medians of {args.repeats}")
     extra = names[2:]

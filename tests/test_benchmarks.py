@@ -1,19 +1,28 @@
-"""The benchmark scripts still run against today's package: each prints a row for every model it
-measures (tiny batches, one repeat; the figures themselves are not checked, they are machine-bound)."""
+"""The benchmark scripts still run against today's package and print what they claim: a row for every
+model, ratios of the columns they name, the precision asked for (tiny batches, one repeat; the
+figures themselves are machine-bound and not checked)."""
 
 from __future__ import annotations
 
+import importlib
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+pytestmark = pytest.mark.slow
 
 
 def _run(script: str, *args: str) -> str:
     done = subprocess.run([sys.executable, script, *args], cwd=BENCHMARKS, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     return done.stdout
+
+
+def _cells(line: str) -> list[str]:
+    return [c.strip() for c in line.strip().strip("|").split("|")]
 
 
 def test_lens_models_measures_all_six_finders():
@@ -24,20 +33,41 @@ def test_lens_models_measures_all_six_finders():
     assert all(float(row[3]) > 0 and float(row[4]) > 0 for row in rows)  # train and infer images/s
 
 
-def test_training_speed_prints_each_variant_and_ratio():
+def test_training_speed_prints_each_variant_and_its_ratios():
     out = _run("training_speed.py", "--archs", "shear_net", "--batch", "4", "--steps", "1", "--repeats", "1",
                "--variants", "+bf16", "+fp16")
     header, _, row = out.splitlines()[1:4]
-    columns = [c.strip() for c in header.strip("| ").split("|")]
+    columns, cells = _cells(header), _cells(row)
     assert columns[:6] == ["model", "params", "before", "after", "after +bf16", "after +fp16"]
-    assert "+fp16 / after" in columns
-    cells = [c.strip() for c in row.strip("| ").split("|")]
     assert cells[0] == "shear_net" and len(cells) == len(columns)
+    rate = {name.removeprefix("after ") if name != "after" else name: float(cell)
+            for name, cell in zip(columns[2:6], cells[2:6])}
+    ratios = {name: float(cell) for name, cell in zip(columns[6:], cells[6:])}
+    assert set(ratios) == {"after / before", "+bf16 / before", "+fp16 / before", "+bf16 / after", "+fp16 / after"}
+    for name, value in ratios.items():  # within the rounding of the printed rates (0.05) and ratios (0.005)
+        top, bottom = (rate[k] for k in name.split(" / "))
+        assert (top - 0.05) / (bottom + 0.05) - 0.005 <= value <= (top + 0.05) / (bottom - 0.05) + 0.005, name
 
 
-def test_training_loop_compares_both_loops_in_the_chosen_precision():
-    out = _run("training_loop.py", "--arch", "lens_flow", "--n", "64", "--repeats", "1", "--device", "cpu",
-               "--precision", "bf16")
-    assert "bf16" in out.splitlines()[0]
-    name, hand, ours, ratio = out.splitlines()[-1].split()
+def test_training_loop_runs_both_loops_in_the_chosen_precision(monkeypatch, capsys):
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    training_loop = importlib.import_module("training_loop")
+    import lensml.training
+
+    seen: dict[str, list[str]] = {"hand": [], "lensml": []}
+    real_autocast = lensml.training.autocast
+
+    def spy(loop):
+        def autocast(precision, device):
+            seen[loop].append(precision)
+            return real_autocast(precision, device)
+        return autocast
+
+    monkeypatch.setattr(training_loop, "autocast", spy("hand"))
+    monkeypatch.setattr(lensml.training, "autocast", spy("lensml"))
+    monkeypatch.setattr(sys, "argv", ["training_loop.py", "--arch", "lens_flow", "--n", "64", "--repeats", "1",
+                                      "--device", "cpu", "--precision", "bf16"])
+    training_loop.main()
+    name, hand, ours, _ = capsys.readouterr().out.splitlines()[-1].split()
     assert name == "lens_flow" and float(hand) > 0 and float(ours) > 0
+    assert seen["hand"] and seen["lensml"] and set(seen["hand"] + seen["lensml"]) == {"bf16"}
