@@ -40,8 +40,7 @@ def test_training_speed_prints_each_variant_and_its_ratios():
     columns, cells = _cells(header), _cells(row)
     assert columns[:6] == ["model", "params", "before", "after", "after +bf16", "after +fp16"]
     assert cells[0] == "shear_net" and len(cells) == len(columns)
-    rate = {name.removeprefix("after ") if name != "after" else name: float(cell)
-            for name, cell in zip(columns[2:6], cells[2:6])}
+    rate = {name.removeprefix("after "): float(cell) for name, cell in zip(columns[2:6], cells[2:6])}
     ratios = {name: float(cell) for name, cell in zip(columns[6:], cells[6:])}
     assert set(ratios) == {"after / before", "+bf16 / before", "+fp16 / before", "+bf16 / after", "+fp16 / after"}
     for name, value in ratios.items():  # within the rounding of the printed rates (0.05) and ratios (0.005)
