@@ -175,14 +175,19 @@ def _state_like_weights(optimizer: torch.optim.Optimizer) -> None:
     """Give every optimiser state tensor its weight's device and memory layout.
 
     A resumed run loads Adam's moments in the default layout while the weights are channels-last;
-    the fused update walks the raw memory of both and would silently mix up their elements.
+    the fused update walks the raw memory of both and would silently mix up their elements. The
+    state is loaded before the weights move to the device, and a fused update also wants its step
+    counts beside the weights.
     """
     for group in optimizer.param_groups:
         for weight in group["params"]:
             for key, value in optimizer.state.get(weight, {}).items():
-                if torch.is_tensor(value) and value.shape == weight.shape and (
-                        value.stride() != weight.stride() or value.device != weight.device):
+                if not torch.is_tensor(value):
+                    continue
+                if value.shape == weight.shape and (value.stride() != weight.stride() or value.device != weight.device):
                     optimizer.state[weight][key] = torch.empty_like(weight).copy_(value)
+                elif key == "step" and (group.get("fused") or group.get("capturable")) and value.device != weight.device:
+                    optimizer.state[weight][key] = value.to(weight.device)
 
 
 def fit(
