@@ -70,3 +70,11 @@ def test_training_loop_runs_both_loops_in_the_chosen_precision(monkeypatch, caps
     name, hand, ours, _ = capsys.readouterr().out.splitlines()[-1].split()
     assert name == "lens_flow" and float(hand) > 0 and float(ours) > 0
     assert seen["hand"] and seen["lensml"] and set(seen["hand"] + seen["lensml"]) == {"bf16"}
+
+
+def test_worker_startup_times_both_ways_of_starting_workers():
+    out = _run("worker_startup.py", "--workers", "2", "--repeats", "1").splitlines()
+    spawn, server = (float(line.split(":")[1].split()[0]) for line in out[:2])
+    assert out[0].strip().startswith("spawn") and out[1].strip().startswith("fork server")
+    ratio = float(out[2].split(":")[1].split("x")[0])
+    assert ratio == pytest.approx(spawn / server, rel=0.02, abs=0.01)  # one repeat: the ratio of the two

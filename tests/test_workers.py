@@ -4,6 +4,7 @@ instead of leaving `multiprocessing.Pool` waiting forever; errors keep their own
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import time
 from pathlib import Path
@@ -14,6 +15,8 @@ from lensml.errors import BadInputError
 from lensml.simulate.workers import WorkerDiedError, map_in_workers
 
 _STATE: dict[str, object] = {}
+# plain spawned workers, and workers forked from a server that has imported the renderer's modules
+POOLS = [{"start_method": "spawn"}, {"start_method": "spawn", "preload": ("lensml.simulate.strong",)}]
 
 
 def _nothing() -> None:
@@ -40,6 +43,10 @@ def _shifted(i: int) -> int:
     return i + _STATE["offset"]
 
 
+def _has_caustics(i: int) -> bool:
+    return "caustics" in sys.modules
+
+
 def _complain(i: int) -> int:
     raise BadInputError(f"item {i} is bad")
 
@@ -63,11 +70,18 @@ def _within(seconds: float, work):
     return box["value"]
 
 
+@pytest.mark.parametrize("pool", POOLS)
 @pytest.mark.parametrize("ordered", [True, False])
-def test_a_dead_worker_raises_instead_of_hanging(ordered):
+def test_a_dead_worker_raises_instead_of_hanging(ordered, pool):
     with pytest.raises(WorkerDiedError, match="worker process ended unexpectedly"):
-        _within(120, lambda: list(map_in_workers(os._exit, [3, 3], 2, _nothing, ordered=ordered,
-                                                 start_method="spawn")))
+        _within(120, lambda: list(map_in_workers(os._exit, [3, 3], 2, _nothing, ordered=ordered, **pool)))
+
+
+def test_preloaded_modules_are_imported_before_the_workers_start():
+    # this module does not import caustics, so a worker has it only from the fork server's preload
+    plain, preloaded = (_within(120, lambda: list(map_in_workers(_has_caustics, range(2), 2, _nothing, **pool)))
+                        for pool in POOLS)
+    assert plain == [False, False] and preloaded == [True, True]
 
 
 def test_order_and_the_initializer_arguments(tmp_path):
@@ -81,11 +95,12 @@ def test_order_and_the_initializer_arguments(tmp_path):
     assert sorted(unordered) == list(range(100, 106)) and unordered[-1] == 100  # as they finished
 
 
-def test_errors_in_tasks_and_set_up_keep_their_type():
+@pytest.mark.parametrize("pool", POOLS)
+def test_errors_in_tasks_and_set_up_keep_their_type(pool):
     with pytest.raises(BadInputError, match="item"):
-        _within(120, lambda: list(map_in_workers(_complain, range(4), 2, _nothing, start_method="spawn")))
+        _within(120, lambda: list(map_in_workers(_complain, range(4), 2, _nothing, **pool)))
     with pytest.raises(BadInputError, match="bad settings"):
-        _within(120, lambda: list(map_in_workers(_complain, range(4), 2, _refuse, start_method="spawn")))
+        _within(120, lambda: list(map_in_workers(_complain, range(4), 2, _refuse, **pool)))
 
 
 def test_unordered_maps_take_no_chunks():

@@ -346,6 +346,7 @@ def _run(job: _Job, batches: list[int], workers: int) -> Iterable[dict[int, list
         for j in batches:
             yield job.render(j)
         return
-    # spawn, not fork: a forked child of a process that has run torch can hang on its thread pools
+    # not a fork of this process: a forked child of a process that has run torch can hang on its
+    # thread pools; a fork server with the renderer's modules imported (else spawn) starts them fast
     yield from map_in_workers(_render_in_worker, batches, min(workers, len(batches)), _init_worker, (job,),
-                              ordered=False, start_method="spawn")
+                              ordered=False, start_method="spawn", preload=(__name__, "lensml.simulate.strong"))
