@@ -40,9 +40,10 @@ def _task(fn: Callable[[Any], Any], item: Any) -> Any:
 def _context(start_method: str | None, preload: Sequence[str]) -> mp.context.BaseContext:
     """With `preload`, a fork server that imports those modules once and forks each worker from itself.
 
-    Spawned workers each import torch and caustics again: seconds per worker, and over a minute
-    for 16 workers starting together on a fresh machine. The fork server has only imported them (no
-    torch thread pool has run in it), so forking from it is safe where forking the caller is not.
+    Spawned workers each import torch and caustics again: on 2 cores 7.4 s until 2 workers are
+    ready and 14 s for 4, against under 3 s from a fork server (`benchmarks/worker_startup.py`).
+    The fork server has only imported them (no torch thread pool has run in it), so forking from it
+    is safe where forking the caller is not.
     """
     if preload and "forkserver" in mp.get_all_start_methods():
         context = mp.get_context("forkserver")
