@@ -74,19 +74,20 @@ def test_resumed_training_equals_an_uninterrupted_run(weak_set, tmp_path):
         train_shear(str(weak_set), str(tmp_path / "resumed"), other_split, progress=False)
 
 
-@pytest.mark.parametrize("fused", [True, False])
-def test_resumed_optimiser_state_follows_its_weights_to_the_device(fused):
+@pytest.mark.parametrize("group", [{"fused": True}, {"capturable": True}, {"fused": False}])
+def test_resumed_optimiser_state_follows_its_weights_to_the_device(group):
     # A checkpoint is loaded while the weights are still on the CPU; they then move to the device.
     # "meta" stands in for a GPU: Adam's moments must follow, and so must the step count of a
     # fused update (torch's own rule: an unfused step count stays on the CPU).
     weight = torch.nn.Parameter(torch.zeros(4, 3, 2, 2, device="meta").to(memory_format=torch.channels_last))
     state = {"step": torch.tensor(7.0), "exp_avg": torch.ones(4, 3, 2, 2), "exp_avg_sq": torch.ones(4, 3, 2, 2)}
-    optimizer = types.SimpleNamespace(param_groups=[{"params": [weight], "fused": fused}], state={weight: state})
+    optimizer = types.SimpleNamespace(param_groups=[{"params": [weight], **group}], state={weight: state})
     _state_like_weights(optimizer)
     moved = optimizer.state[weight]
     for key in ("exp_avg", "exp_avg_sq"):
         assert moved[key].device.type == "meta" and moved[key].stride() == weight.stride()
-    assert moved["step"].device.type == ("meta" if fused else "cpu")
+    assert moved["step"].device.type == ("cpu" if group == {"fused": False} else "meta")
+    assert moved["step"].dtype == torch.float32
 
 
 def test_rerun_with_another_architecture_needs_remove(weak_set, trained_model):

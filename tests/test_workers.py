@@ -4,10 +4,12 @@ instead of leaving `multiprocessing.Pool` waiting forever; errors keep their own
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
+from textwrap import dedent
 
 import pytest
 
@@ -93,6 +95,23 @@ def test_order_and_the_initializer_arguments(tmp_path):
     assert _within(120, lambda: run(True)) == list(range(100, 106))
     unordered = _within(120, lambda: run(False))
     assert sorted(unordered) == list(range(100, 106)) and unordered[-1] == 100  # as they finished
+
+
+def test_a_preload_that_fails_to_import_is_one_clear_error(tmp_path):
+    # in a fresh process: a process has one fork server, started with the first preload it is given
+    (tmp_path / "broken_module.py").write_text("raise RuntimeError('broken at import')\n")
+    script = tmp_path / "start.py"
+    script.write_text(dedent(f"""
+        from lensml.simulate.workers import WorkerDiedError, map_in_workers
+        if __name__ == "__main__":
+            try:
+                list(map_in_workers(abs, [1, -2], 2, print, preload=("broken_module",)))
+            except WorkerDiedError as error:
+                print("refused:", error)
+    """))
+    # cwd: the fork server finds modules on its default path (the current folder), not the caller's sys.path
+    done = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert "refused: the worker processes could not start" in done.stdout, done.stdout + done.stderr[-2000:]
 
 
 @pytest.mark.parametrize("pool", POOLS)

@@ -184,10 +184,12 @@ def _state_like_weights(optimizer: torch.optim.Optimizer) -> None:
             for key, value in optimizer.state.get(weight, {}).items():
                 if not torch.is_tensor(value):
                     continue
-                if value.shape == weight.shape and (value.stride() != weight.stride() or value.device != weight.device):
+                if key == "step":  # a count, not a moment, whatever the weight's shape
+                    if (group.get("fused") or group.get("capturable")) and value.device != weight.device:
+                        optimizer.state[weight][key] = value.to(weight.device)
+                elif value.shape == weight.shape and (
+                        value.stride() != weight.stride() or value.device != weight.device):
                     optimizer.state[weight][key] = torch.empty_like(weight).copy_(value)
-                elif key == "step" and (group.get("fused") or group.get("capturable")) and value.device != weight.device:
-                    optimizer.state[weight][key] = value.to(weight.device)
 
 
 def fit(

@@ -43,7 +43,7 @@ def _context(start_method: str | None, preload: Sequence[str]) -> mp.context.Bas
     Spawned workers each import torch and caustics again: on 2 cores 7.4 s until 2 workers are
     ready and 14 s for 4, against under 3 s from a fork server (`benchmarks/worker_startup.py`).
     The fork server has only imported them (no torch thread pool has run in it), so forking from it
-    is safe where forking the caller is not.
+    is safe where forking the caller is not. A process has one fork server: the first preload wins.
     """
     if preload and "forkserver" in mp.get_all_start_methods():
         context = mp.get_context("forkserver")
@@ -74,6 +74,9 @@ def map_in_workers(fn: Callable[[Any], Any], items: Iterable[Any], workers: int,
         raise WorkerDiedError("a worker process ended unexpectedly (killed, perhaps for lack of memory; any "
                               "message above says more): rerun the command, with fewer --workers if memory is "
                               "short") from None
+    except EOFError:  # the fork server died while starting (a preloaded module failed to import)
+        raise WorkerDiedError("the worker processes could not start (any message above says why); rerun "
+                              "with --workers 1") from None
     finally:
         running = list((getattr(pool, "_processes", None) or {}).values())  # shutdown forgets them
         pool.shutdown(wait=finished, cancel_futures=True)
