@@ -6,10 +6,10 @@ import torch
 from safetensors.torch import load_file
 
 from lensml.errors import BadInputError
-from lensml.training import _state_like_weights
+from lensml.training import ArraySplit, LoopSettings, TrainState, _state_like_weights, fit
 from lensml.modelfile import load_model
 from lensml.workflows.shear_config import ShearTrainConfig, build_config
-from lensml.checkpoint import checkpoint_path
+from lensml.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
 from lensml.workflows.run_training import split_indices
 from lensml.workflows.shear_train import train_shear
 
@@ -72,6 +72,37 @@ def test_resumed_training_equals_an_uninterrupted_run(weak_set, tmp_path):
     other_split = ShearTrainConfig(epochs=3, batch_size=16, seed=5, val_fraction=0.25)
     with pytest.raises(BadInputError, match="split"):
         train_shear(str(weak_set), str(tmp_path / "resumed"), other_split, progress=False)
+
+
+def _fp16_fit(model, optimizer, state, epochs):
+    # Targets of about 100 overflow float16 gradients at the initial loss scale (65536): the scaler
+    # skips those steps and halves the scale until they fit.
+    rng = np.random.default_rng(0)
+    images = rng.standard_normal((64, 1, 4, 4)).astype(np.float32)
+    targets = (100 + rng.standard_normal((64, 1))).astype(np.float32)
+    settings = LoopSettings(epochs=epochs, batch_size=8, lr=1e-3, loss="mse", seed=3, schedule="constant",
+                            precision="fp16")
+    return fit(model, ArraySplit(images, targets, np.arange(64)), None, settings, torch.device("cpu"), state,
+               optimizer, lambda *_: None, progress=False)
+
+
+def test_a_resumed_fp16_run_keeps_its_loss_scale(tmp_path):
+    def fresh():
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.Flatten(), torch.nn.Linear(16, 1))
+        return model, torch.optim.Adam(model.parameters(), lr=1e-3)
+
+    full_model, full_opt = fresh()
+    _fp16_fit(full_model, full_opt, TrainState(), epochs=2)
+    half_model, half_opt = fresh()
+    half_state = _fp16_fit(half_model, half_opt, TrainState(), epochs=1)
+    assert half_state.loss_scale["scale"] < 65536  # the test's premise: epoch 1 overflowed
+    save_checkpoint(tmp_path / "c.safetensors", half_model, half_opt, half_state, {})
+    resumed_model, resumed_opt = fresh()
+    state, _ = load_checkpoint(tmp_path / "c.safetensors", resumed_model, resumed_opt)
+    _fp16_fit(resumed_model, resumed_opt, state, epochs=2)
+    for a, b in zip(full_model.state_dict().values(), resumed_model.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("group", [{"fused": True}, {"capturable": True}, {"fused": False}])

@@ -33,6 +33,9 @@ class TrainState:
     best_val_loss: float = math.inf
     history: list[dict] = field(default_factory=list)
     stopped_early: bool = False
+    # fp16: the loss scaler's state (scale, steps since the last overflow), so that a resumed run
+    # skips exactly the steps an uninterrupted one would; None otherwise
+    loss_scale: dict | None = None
 
 
 @dataclass(frozen=True)
@@ -217,6 +220,8 @@ def fit(
     stepper = distributed.wrap(model, device)
     forward = torch.compile(stepper) if settings.compile else stepper  # weights stay those of `model`
     scaler = torch.amp.GradScaler(device.type, enabled=settings.precision == "fp16")
+    if scaler.is_enabled() and state.loss_scale:
+        scaler.load_state_dict(state.loss_scale)
     for epoch in range(state.epoch, settings.epochs):
         if settings.patience is not None and epochs_since_best(state.history) >= settings.patience:
             state.stopped_early = True
@@ -274,6 +279,7 @@ def fit(
             state.best_val_loss = monitored
         state.epoch = epoch + 1
         state.history.append(row)
+        state.loss_scale = scaler.state_dict() or None
         on_epoch_end(state, improved)
         extra = f"  val_loss {row['val_loss']:.4g}" if "val_loss" in row else ""
         if group.is_main:
