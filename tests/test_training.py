@@ -94,6 +94,7 @@ def test_a_resumed_fp16_run_keeps_its_loss_scale(tmp_path):
 
     full_model, full_opt = fresh()
     _fp16_fit(full_model, full_opt, TrainState(), epochs=2)
+    assert not torch.equal(full_model[0].weight, fresh()[0][0].weight)  # some steps were taken
     half_model, half_opt = fresh()
     half_state = _fp16_fit(half_model, half_opt, TrainState(), epochs=1)
     assert half_state.loss_scale["scale"] < 65536  # the test's premise: epoch 1 overflowed

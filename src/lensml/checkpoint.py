@@ -24,7 +24,9 @@ def save_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimiz
     for pid, values in opt["state"].items():
         for key, value in values.items():
             tensors[f"optim.{pid}.{key}"] = value if torch.is_tensor(value) else torch.tensor(value)
-    header = {"lensml_checkpoint": json.dumps({"state": asdict(state), "param_groups": opt["param_groups"], **extra})}
+    # Unset fields are left out: a run that never needed them stays readable by earlier versions.
+    saved_state = {key: value for key, value in asdict(state).items() if value is not None}
+    header = {"lensml_checkpoint": json.dumps({"state": saved_state, "param_groups": opt["param_groups"], **extra})}
     save_tensors(path, tensors, header)
 
 
