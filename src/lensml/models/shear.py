@@ -50,7 +50,7 @@ def lensnet_vgg19(in_channels: int = 1, out_features: int = 2, image_size: tuple
 
 @register_model(
     "shear_cnn", task="shear", inputs=("galaxy", "psf"), norm="rms",
-    description="lensml default: galaxy + PSF as two channels, 3 VGG blocks with BatchNorm, dense 256",
+    description="galaxy + PSF as two channels, 3 VGG blocks with BatchNorm, dense 256 (the default before shear_net)",
     in_channels=2, out_features=2, image_size=(40, 40),
 )
 def shear_cnn(
