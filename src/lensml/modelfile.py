@@ -42,8 +42,8 @@ class ModelInfo:
     target_mean: list[float]
     target_std: list[float]
     training: dict[str, Any] = field(default_factory=dict)
-    # Multiplicative bias per target measured on held-out data ({"m": {target: m}, "n": ..., "data": ...});
-    # predictions are divided by (1 + m).
+    # Shear: multiplicative bias per target measured on held-out data ({"m": {target: m}, "n": ..., "data": ...});
+    # predictions are divided by (1 + m). Lens finders: {"temperature": T, ...}, logits divided by T.
     calibration: dict[str, Any] = field(default_factory=dict)
     # Lens finders: the survey definition of the training data (lensml.surveys), so its files read anywhere.
     survey: dict[str, Any] = field(default_factory=dict)
