@@ -5,10 +5,13 @@ import shutil
 
 import numpy as np
 import pytest
+import torch
 from astropy.io import fits
 
 from conftest import copy_samples
 from lensml.cli import main
+from lensml.device import resolve_device
+from lensml.errors import BadInputError
 
 
 
@@ -130,7 +133,7 @@ CASES = [
     (["simulate", "strong", "--survey", "space", "-n", "3", "--device", "cuda:7"], 2, "sees no CUDA GPU"),
     (["train", "-i", "{root}/nocolumn", "--arch", "lens_flow"], 2, "is_lens"),
     (["train", "-i", "{root}/missingband", "--arch", "lens_flow"], 2, "100004"),
-    (["train", "-i", "{root}/wrongsize", "--arch", "lens_flow"], 2, "101"),
+    (["train", "-i", "{root}/wrongsize", "--arch", "lens_flow"], 2, "is 64x64 pixels, the set's are 101x101"),
     (["train", "-i", "{root}/space", "--arch", "lens_flow", "--loss", "mae"], 2, "--loss applies to shear data"),
     # simulation
     (["simulate", "weak", "-n", "3", "-o", "{root}/notjson.json"], 2, "not a folder"),
@@ -138,12 +141,13 @@ CASES = [
     (["simulate", "weak", "-n", "3", "--snr", "50", "10"], 2, "above high"),
     (["simulate", "weak", "-n", "3", "--psf-e-max", "0.9"], 2, "psf_e_max"),
     (["simulate", "weak", "-n", "3", "-o", "/proc/lensml-out"], 2, "cannot write"),
-    (["simulate", "strong", "--survey", "space", "-n", "3", "--lens-fraction", "1.5"], 2, "lens"),
+    (["simulate", "strong", "--survey", "space", "-n", "3", "--lens-fraction", "1.5"], 2, "lens fraction must lie in [0, 1]"),
 ]
 
 
 @pytest.mark.parametrize("args, code, message", CASES, ids=[" ".join(c[0][:3]) + f" [{i}]" for i, c in enumerate(CASES)])
-def test_bad_input(args, code, message, bad, tmp_path, capsys):
+def test_bad_input(args, code, message, bad, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # the same answers on a machine with a GPU
     fill = {k: str(v) for k, v in bad.items()}
     argv = [a.format(**fill) for a in args]
     if argv[0] in ("train",) and "-m" not in argv:
@@ -157,3 +161,17 @@ def test_bad_input(args, code, message, bad, tmp_path, capsys):
     assert err.count("\n") == 1 and err.startswith("lensml: error:") and message in err, err
     assert not any(tmp_path.iterdir()), "a failed command left output behind"
     assert sorted(p.name for p in bad["root"].iterdir()) == before
+
+
+@pytest.mark.parametrize("gpus, name, message", [
+    (1, "cuda:7", "--device cuda:7: torch sees 1 CUDA GPU (cuda:0)"),
+    (2, "cuda:2", "--device cuda:2: torch sees 2 CUDA GPUs (cuda:0 to cuda:1)"),
+])
+def test_a_gpu_index_beyond_the_machines_is_a_one_line_error(gpus, name, message, monkeypatch):
+    """Not a CUDA 'invalid device ordinal' traceback at the first tensor moved there."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: gpus)
+    with pytest.raises(BadInputError) as caught:
+        resolve_device(name)
+    assert str(caught.value) == message
+    assert resolve_device(f"cuda:{gpus - 1}") == torch.device("cuda", gpus - 1)
