@@ -6,6 +6,7 @@ import re
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -35,8 +36,12 @@ def test_version_and_models(capsys):
 
 
 def test_console_script_is_installed():
-    result = subprocess.run([sys.executable, "-m", "lensml", "train", "--help"], capture_output=True, text=True)
-    assert result.returncode == 0 and "--epochs" in result.stdout
+    """The `lensml` command that pip put beside this interpreter, and `python -m lensml`, both run the CLI."""
+    script = shutil.which("lensml", path=str(Path(sys.executable).parent))
+    assert script is not None, f"no lensml command in {Path(sys.executable).parent}"
+    for command in ([script], [sys.executable, "-m", "lensml"]):
+        result = subprocess.run([*command, "train", "--help"], capture_output=True, text=True)
+        assert result.returncode == 0 and "--epochs" in result.stdout, command
 
 
 def _options(parser: argparse.ArgumentParser, command: str):

@@ -1,6 +1,7 @@
 """Lens finding end to end on the challenge sample files, real or stand-ins (copied, so caches stay in tmp)."""
 
 import json
+import os
 import shutil
 
 import numpy as np
@@ -30,13 +31,16 @@ def test_cache_is_built_once_and_rebuilt_when_a_file_changes(challenge):
     assert first.images.shape == (6, 4, 101, 101) and first.labels.tolist() == [1, 1, 0, 0, 0, 1]
     assert 0.0 <= float(np.min(first.images)) and float(np.max(first.images)) <= 1.0
     cache = challenge / "ground" / "lensml_cache" / "ground_zscale.npy"
-    stamp = cache.stat().st_mtime_ns
+    written = cache.stat()
     again = load_lens_set(challenge / "ground", "zscale", progress=False)
-    assert cache.stat().st_mtime_ns == stamp and again.sha256 == first.sha256
+    assert cache.stat().st_ino == written.st_ino and cache.stat().st_mtime_ns == written.st_mtime_ns
+    assert again.sha256 == first.sha256
     band = challenge / "ground" / "Public" / "Band2" / "imageSDSS_I-100004.fits"
     band.write_bytes(band.read_bytes())  # same bytes, new modification time: the cache must be checked again
+    later = band.stat().st_mtime_ns + 10**9  # a second on, whatever the file system's clock resolution
+    os.utime(band, ns=(later, later))
     rebuilt = load_lens_set(challenge / "ground", "zscale", progress=False)
-    assert cache.stat().st_mtime_ns != stamp
+    assert cache.stat().st_ino != written.st_ino  # written anew (atomic writes replace the file)
     np.testing.assert_array_equal(np.asarray(rebuilt.images), np.asarray(first.images))
 
 

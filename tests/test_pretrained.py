@@ -47,6 +47,9 @@ def _ring(g1: float, g2: float, n_orient: int = 4) -> tuple[np.ndarray, np.ndarr
 
 def test_models_pretrained_lists_every_shipped_model(capsys, monkeypatch):
     monkeypatch.setenv("COLUMNS", "80")
+    shipped_files = {path.name for path in (ROOT / "src" / "lensml" / "pretrained").glob("*.safetensors")}
+    assert len(shipped_files) >= 4  # a shear network, lens finders for Space and Ground
+    assert {entry["file"] for entry in catalogue().values()} == shipped_files  # every file listed, nothing else
     assert run("models", "--pretrained") == 0
     out = capsys.readouterr().out
     assert all(f"pretrained:{name}" in out for name in catalogue())
