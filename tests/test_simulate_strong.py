@@ -46,6 +46,65 @@ def _lens_and_source(config):
                         noise_factor=1.0, mask=None, noise_seed=0)
 
 
+def _lenstronomy_kwargs(config, scene, band=0):
+    """The scene in lenstronomy's terms, from lenstronomy's own conventions and scipy, not lensml's translation.
+
+    lensml's (q, phi) become lenstronomy's e1, e2 through `param_util.phi_q2_ellipticity`; lensml's
+    Sersic radius is the half-light radius along the major axis, with the exact half-light constant
+    (scipy's inverse incomplete gamma), where lenstronomy's R_sersic is along the intermediate axis
+    with its own approximate constant `SersicUtil.b_n`; amplitudes come from lenstronomy's
+    `total_flux`, so each light holds the scene's flux in total.
+    """
+    from lenstronomy.LensModel.Profiles.sersic_utils import SersicUtil
+    from lenstronomy.LightModel.light_model import LightModel
+    from lenstronomy.Util.param_util import phi_q2_ellipticity
+    from scipy.special import gammaincinv
+
+    x0, y0, q, phi, theta_e, g1, g2 = (float(v) for v in scene.mass)
+    e1, e2 = phi_q2_ellipticity(phi, min(q, 1.0 - 1e-4))
+    out = {"lens_model_list": ["SIE", "SHEAR"],
+           "kwargs_lens": [dict(theta_E=theta_e, e1=e1, e2=e2, center_x=x0, center_y=y0),
+                           dict(gamma1=g1, gamma2=g2, ra_0=0.0, dec_0=0.0)],
+           "source_light_model_list": [], "kwargs_source": [], "lens_light_model_list": [], "kwargs_lens_light": []}
+    lensed = strong.lensed_slots(config)
+    for slot in range(scene.light.shape[0]):
+        flux = float(scene.flux[slot, band])
+        if flux == 0:
+            continue
+        x0, y0, q, phi, n, radius = (float(v) for v in scene.light[slot])
+        e1, e2 = phi_q2_ellipticity(phi, q)
+        b_exact, b_lenstronomy = gammaincinv(2.0 * n, 0.5), float(SersicUtil.b_n(n))
+        kwargs = dict(R_sersic=math.sqrt(q) * radius * (b_lenstronomy / b_exact) ** n, n_sersic=n,
+                      e1=e1, e2=e2, center_x=x0, center_y=y0)
+        kwargs["amp"] = flux / LightModel(["SERSIC_ELLIPSE"]).total_flux([kwargs], norm=True)[0]
+        model_list, kwargs_list = (("source_light_model_list", "kwargs_source") if lensed[slot]
+                                   else ("lens_light_model_list", "kwargs_lens_light"))
+        out[model_list].append("SERSIC_ELLIPSE")
+        out[kwargs_list].append(kwargs)
+    return out
+
+
+def test_lensmls_lenstronomy_translation_agrees_with_lenstronomys_own_conventions():
+    """`strong.lenstronomy_kwargs` (used by the simulation benchmark and offered to users) gives what
+    lenstronomy's own conventions give: the same ellipticities, radii and amplitudes."""
+    config = surveys.strong_config("ground")
+    scenes = [strong.draw_scene(config, 5, i, 0.5) for i in range(20)]
+    for scene in scenes:
+        for band in range(scene.flux.shape[1]):
+            ours, reference = strong.lenstronomy_kwargs(config, scene, band), _lenstronomy_kwargs(config, scene, band)
+            assert ours.keys() == reference.keys()
+            for key in ours:
+                assert len(ours[key]) == len(reference[key]), key
+                for a, b in zip(ours[key], reference[key]):
+                    if isinstance(a, dict):
+                        assert a.keys() == b.keys()
+                        for name in a:  # the half-light constants differ by < 0.04% (series against exact)
+                            assert a[name] == pytest.approx(b[name], rel=1e-3, abs=1e-12), (key, name)
+                    else:
+                        assert a == b
+    assert sum(len(strong.lenstronomy_kwargs(config, s)["kwargs_source"]) for s in scenes) > 5  # sources were drawn
+
+
 def _lenstronomy_image(config, scene):
     from lenstronomy.Data.imaging_data import ImageData
     from lenstronomy.Data.psf import PSF
@@ -58,7 +117,7 @@ def _lenstronomy_image(config, scene):
     data = ImageData(image_data=np.zeros((n, n)), transform_pix2angle=np.diag([scale, scale]),
                      ra_at_xy_0=corner, dec_at_xy_0=corner)
     psf = PSF(psf_type="GAUSSIAN", fwhm=config.psf_fwhm[0], pixel_size=scale)
-    kw = strong.lenstronomy_kwargs(config, scene)
+    kw = _lenstronomy_kwargs(config, scene)
     model = ImageModel(data, psf, LensModel(kw["lens_model_list"]), LightModel(kw["source_light_model_list"]),
                        LightModel(kw["lens_light_model_list"]),
                        kwargs_numerics={"supersampling_factor": config.supersampling,
