@@ -171,6 +171,16 @@ def test_calibration_removes_the_measured_multiplicative_bias(weak_set, trained_
         assert stored["m"][name] == pytest.approx(shear_bias(true, raw[:, k])["m"], abs=1e-9)
         assert shear_bias(true, fixed[:, k])["m"] == pytest.approx(0.0, abs=1e-9)
     assert stored["n"] == 200 and stored["sha256"] == manifest.sha256
+    # what matters: on stamps drawn apart from the calibration set, the stored m removes the bias
+    other = read_manifest(simulate_weak(WeakSimConfig(e_int_sigma=0.0, noise=True, snr=(80.0, 80.0)), 200,
+                                        tmp_path / "other", seed=9, progress=False))
+    x = load_stamps(other, info.inputs, info.norm, progress=False)
+    raw = predict_array(net, info, x, torch.device("cpu"), calibrated=False)
+    fixed = predict_array(net, info, x, torch.device("cpu"))
+    for k, name in enumerate(["g1", "g2"]):
+        before, after = (shear_bias(other.values(name), g[:, k]) for g in (raw, fixed))
+        assert abs(before["m"]) > 10 * before["m_err"] + 0.1  # this briefly trained network is far off
+        assert abs(after["m"]) < 3 * after["m_err"], (name, after)
 
 
 def test_evaluation_never_scores_a_training_entry_of_a_grown_reordered_copy(weak_set, trained_model, tmp_path):
