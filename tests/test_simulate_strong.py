@@ -355,8 +355,16 @@ def test_rerun_restores_a_deleted_file(tmp_path):
 
 @pytest.mark.parametrize("survey", ["space", "ground"])
 def test_preview_of_real_challenge_samples(challenge_samples, tmp_path, survey):
+    """Six panels in one row (1.6" x 2.2" at 100 dpi); Ground in colour from its bands, Space in grey."""
+    from PIL import Image
+
     out = preview_grid(challenge_samples / survey, tmp_path / "grid.png", n_lenses=3, n_nonlenses=3)
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    pixels = np.asarray(Image.open(out).convert("RGB")).astype(int)
+    assert pixels.shape == (220, 960, 3)
+    assert all(panel.std() > 5 for panel in np.split(pixels, 6, axis=1))  # every panel holds an image
+    coloured = (np.abs(pixels[..., 0] - pixels[..., 2]) > 10).mean()  # the titles aside
+    assert coloured > 0.2 if survey == "ground" else coloured < 0.02
 
 
 def test_psf_jitter_gives_each_scene_its_own_seeing(tmp_path):
