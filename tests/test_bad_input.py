@@ -175,3 +175,34 @@ def test_a_gpu_index_beyond_the_machines_is_a_one_line_error(gpus, name, message
         resolve_device(name)
     assert str(caught.value) == message
     assert resolve_device(f"cuda:{gpus - 1}") == torch.device("cuda", gpus - 1)
+
+
+def test_outputs_never_overwrite_inputs_and_bad_plot_names_fail_before_the_work(bad, tmp_path, capsys):
+    data = bad["set"] if bad["set"].name == "data.json" else bad["set"] / "data.json"
+    kept = data.read_bytes()
+    first, second = tmp_path / "a.safetensors", tmp_path / "b.safetensors"
+    first.write_bytes(bad["model"].read_bytes())
+    second.write_bytes(bad["model"].read_bytes())
+    (tmp_path / "figures").mkdir()
+    for argv, message in (
+        (["predict", "-i", data, "-m", bad["model"], "-o", data], "that file is input data"),
+        (["ensemble", "-m", first, second, "-o", first], "is one of the members"),
+        (["evaluate", "-i", data, "-m", bad["model"], "--plot", tmp_path / "roc"], "image format's extension"),
+        (["evaluate", "-i", data, "-m", bad["model"], "--plot", tmp_path / "figures"], "it is a folder"),
+    ):
+        capsys.readouterr()
+        assert main(["-q", *map(str, argv)]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and message in err, err
+    assert data.read_bytes() == kept and first.read_bytes() == bad["model"].read_bytes()
+
+
+@pytest.mark.parametrize("setting, message", [({"epochs": 1.5}, "epochs must be a positive whole number"),
+                                              ({"seed": -1}, "seed must be a whole number, 0 or more"),
+                                              ({"batch_size": 8.0}, "batch size must be a positive whole number")])
+def test_a_settings_file_with_a_fractional_count_is_a_one_line_error(setting, message, bad, tmp_path, capsys):
+    config = tmp_path / "settings.json"
+    config.write_text(json.dumps(setting))
+    assert main(["-q", "train", "-i", str(bad["set"]), "-m", str(tmp_path / "m"), "--config", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err, err

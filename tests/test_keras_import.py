@@ -176,3 +176,25 @@ def test_wrong_architecture_or_file_is_one_line(tmp_path, capsys):
     assert main(["-q", "import-keras", str(tmp_path / "bad.h5"), "--arch", "lens_flow", "-o", str(tmp_path / "y")]) == 2
     assert "HDF5" in capsys.readouterr().err
     assert not (tmp_path / "x.safetensors").exists() and not (tmp_path / "y.safetensors").exists()
+
+
+def test_a_damaged_keras_file_or_too_small_an_input_is_one_line(tmp_path, capsys):
+    import h5py
+
+    model = _keras_model(lens_finder, (101, 101, 1))
+    model.save(tmp_path / "finder.h5")
+    damaged = tmp_path / "damaged.h5"
+    damaged.write_bytes((tmp_path / "finder.h5").read_bytes())
+    with h5py.File(damaged, "r+") as f:  # a layer the file lists, but whose group is gone
+        group = f["model_weights"]
+        del group[next(n.decode() if isinstance(n, bytes) else n for n in group.attrs["layer_names"]
+                       if len(group[n.decode() if isinstance(n, bytes) else n].attrs["weight_names"]))]
+    capsys.readouterr()
+    assert main(["-q", "import-keras", str(damaged), "--arch", "lens_finder", "-o", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "a damaged Keras file" in err, err
+    assert main(["-q", "import-keras", str(tmp_path / "finder.h5"), "--arch", "cas_swinburne", "--image-size", "5", "5",
+                 "-o", str(tmp_path / "y")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "too small" in err, err
+    assert not list(tmp_path.glob("*.safetensors"))

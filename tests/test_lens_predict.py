@@ -238,3 +238,25 @@ def test_views_flag_reaches_predict_and_evaluate(survey, tmp_path):
     for views in (1, 8):
         assert run("evaluate", "-i", folder, "-m", model, "--views", views, "--json", tmp_path / f"e{views}.json") == 0
         assert json.loads((tmp_path / f"e{views}.json").read_text())["views"] == views
+
+
+def test_predictions_never_overwrite_the_data_they_come_from(survey, tmp_path, capsys):
+    """-o naming the label table, the input list, a model or a folder is refused before any scoring;
+    a list that names a missing file leaves no half-started CSV behind."""
+    folder, model = survey
+    labels = folder / "classifications.csv"
+    kept = labels.read_bytes()
+    listing = tmp_path / "scenes.txt"
+    listing.write_text("\n".join(str(p) for p in sorted((folder / "Public").rglob("*.fits"))[:3]) + "\n")
+    for out, message in ((labels, "that file is input data"), (listing, "that file is input data"),
+                         (model, "that file is input data"), (tmp_path, "it is a folder")):
+        source = listing if out == listing else folder
+        capsys.readouterr()
+        assert run("predict", "-i", source, "-m", model, "-o", out) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and message in err, err
+    assert labels.read_bytes() == kept
+    broken = tmp_path / "broken.txt"
+    broken.write_text(listing.read_text() + str(tmp_path / "absent.fits") + "\n")
+    assert run("predict", "-i", broken, "-m", model, "-o", tmp_path / "scores.csv") == 3  # fails in its first batch
+    assert not list(tmp_path.glob("scores.csv*"))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import numbers
 import os
 from pathlib import Path
 from typing import Any, Mapping, TypeVar
@@ -47,6 +48,11 @@ def replace_from(obj: T, values: Mapping[str, Any], source: str) -> T:
         return dataclasses.replace(obj, **clean)  # type: ignore[type-var]
     except (TypeError, ValueError) as exc:
         raise BadInputError(f"{source}: {exc}") from None
+
+
+def is_count(value: Any, minimum: int = 1) -> bool:
+    """A whole number (not a bool, not 1.5) of at least `minimum`: epochs, batch sizes, seeds from a file."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= minimum
 
 
 def require(checks: list[tuple[bool, str]], prefix: str = "") -> None:

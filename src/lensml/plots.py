@@ -7,6 +7,7 @@ from typing import Mapping
 
 import numpy as np
 
+from .errors import BadInputError
 from .io.atomic import atomic_path
 from .metrics.shear import shear_bias
 
@@ -18,6 +19,21 @@ def _figure(*args, **kwargs):
     import matplotlib.pyplot as plt
 
     return plt, plt.subplots(*args, **kwargs)
+
+
+def check_plot_path(path: str | os.PathLike) -> None:
+    """Refuse, before any work, a figure path matplotlib cannot write: a folder, or a name whose extension
+    is not an image format (the format is taken from the extension)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    formats = FigureCanvasAgg(Figure()).get_supported_filetypes()
+    if os.path.isdir(path):
+        raise BadInputError(f"--plot {path}: it is a folder; give a file name such as {os.path.join(path, 'plot.png')}")
+    suffix = os.path.splitext(str(path))[1].lower().lstrip(".")
+    if suffix not in formats:
+        raise BadInputError(f"--plot {path}: the file name must end in an image format's extension "
+                            f"({', '.join(sorted(formats))})")
 
 
 MAX_SHEAR_LEVELS = 5  # true shears taking at most this many values are also drawn as means with errors

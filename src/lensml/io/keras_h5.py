@@ -65,6 +65,8 @@ def read_keras_h5(path: str | Path) -> tuple[list[KerasLayer], tuple[int, ...] |
             config = f.attrs.get("model_config")
     except OSError as exc:
         raise BadInputError(f"{path}: not a readable HDF5 file ({exc})") from None
+    except (KeyError, TypeError, ValueError) as exc:  # a layer listed but absent, an attribute missing
+        raise BadInputError(f"{path}: a damaged Keras file ({exc})") from None
     return layers, _input_shape(config)
 
 
@@ -75,11 +77,11 @@ def _input_shape(config) -> tuple[int, ...] | None:
     text = config.decode() if isinstance(config, bytes) else str(config)
     try:
         layers = json.loads(text).get("config", {}).get("layers", [])
-    except (ValueError, AttributeError):
+        for layer in layers:
+            if layer.get("class_name") == "InputLayer":
+                shape = layer["config"].get("batch_shape") or layer["config"].get("batch_input_shape")
+                if shape and all(isinstance(s, int) and s > 0 for s in shape[1:]):
+                    return tuple(shape[1:])
+    except (ValueError, AttributeError, KeyError, TypeError):  # a config this reader cannot follow
         return None
-    for layer in layers:
-        if layer.get("class_name") == "InputLayer":
-            shape = layer["config"].get("batch_shape") or layer["config"].get("batch_input_shape")
-            if shape and all(isinstance(s, int) for s in shape[1:]):
-                return tuple(shape[1:])
     return None

@@ -6,8 +6,10 @@ import csv
 import io
 import os
 import re
+from pathlib import Path
 from typing import Sequence
 
+from ..errors import BadInputError
 from .atomic import write_text_atomic
 
 
@@ -40,3 +42,22 @@ def write_csv(path: str | os.PathLike, header: Sequence[str], rows: Sequence[Seq
     writer.writerow(header)
     writer.writerows(rows)
     write_text_atomic(path, buffer.getvalue())
+
+
+# files a data set is made of: a CSV of predictions written over one of them would lose the set
+DATA_SET_FILES = ("data.json", "classifications.csv", "labels.csv", "survey.yaml", "simulation.json")
+
+
+def check_csv_output(out: str | os.PathLike, source: str | os.PathLike) -> None:
+    """Refuse, before any work, a CSV destination that is a folder, the input itself, a data set's own
+    file, or an existing image or model file: predictions never overwrite what they were made from."""
+    path = Path(out)
+    if path.is_dir():
+        raise BadInputError(f"cannot write {out}: it is a folder; give a file name such as {Path(out) / 'scores.csv'}")
+    if not path.exists():
+        return
+    resolved = path.resolve()
+    if resolved == Path(source).resolve() or path.name in DATA_SET_FILES or \
+            path.suffix.lower() in (".fits", ".fit", ".fz", ".gz", ".json", ".safetensors", ".h5", ".png", ".tif", ".tiff"):
+        raise BadInputError(f"-o {out}: that file is input data, not an earlier output of predictions; "
+                            "write the predictions to a file of their own (e.g. scores.csv)")

@@ -19,20 +19,26 @@ class Task:
     evaluate_options: frozenset[str] = frozenset()
     predict_options: frozenset[str] = frozenset()
 
-    def check(self, command: str, options: Mapping[str, Any]) -> None:
-        """Refuse options another task owns, naming them, the task they belong to and this task's data."""
+    def check(self, command: str, options: Mapping[str, Any], data: str | Sequence[str] | None = None) -> None:
+        """Refuse options another task owns (naming them, the task they belong to and this task's data),
+        and output paths that would fail only after the work or overwrite the input `data`."""
+        from ..io.tables import check_csv_output
+        from ..plots import check_plot_path
         from . import TASKS
 
         allowed = getattr(self, f"{command}_options")
         foreign = sorted(k for k in options if k not in allowed)
-        if not foreign:
-            return
-        flags = ", ".join(FLAGS.get(k, "--" + k.replace("_", "-")) for k in foreign)
-        owners = [t.what for t in TASKS.values() if t is not self and set(foreign) <= getattr(t, f"{command}_options")]
-        if not owners:
-            raise BadInputError(f"{flags}: not an option of {command} (for {self.what})")
-        verb = "applies" if len(foreign) == 1 else "apply"
-        raise BadInputError(f"{flags} {verb} to {owners[0]}, not to {self.what}")
+        if foreign:
+            flags = ", ".join(FLAGS.get(k, "--" + k.replace("_", "-")) for k in foreign)
+            owners = [t.what for t in TASKS.values() if t is not self and set(foreign) <= getattr(t, f"{command}_options")]
+            if not owners:
+                raise BadInputError(f"{flags}: not an option of {command} (for {self.what})")
+            verb = "applies" if len(foreign) == 1 else "apply"
+            raise BadInputError(f"{flags} {verb} to {owners[0]}, not to {self.what}")
+        if options.get("out_csv") and isinstance(data, (str, Path)):
+            check_csv_output(options["out_csv"], data)
+        if options.get("plot_path"):
+            check_plot_path(options["plot_path"])
 
     def train(self, data: str, model: str, options: Mapping[str, Any], config_file: str | None = None,
               remove: bool = False, progress: bool = True) -> Path:

@@ -29,7 +29,7 @@ class LensTask(Task):
                  progress: bool = True):
         from ..workflows.lens_eval import evaluate_lens
 
-        self.check("evaluate", options)
+        self.check("evaluate", options, data)
         if not isinstance(data, str):
             if len(data) != 1:
                 raise BadInputError(f"{data[1]}: lens finders are scored on one folder at a time")
@@ -40,7 +40,7 @@ class LensTask(Task):
         from ..simulate.record import parse_shard
         from ..workflows.lens_predict import predict_lens
 
-        self.check("predict", options)
+        self.check("predict", options, data)
         options = dict(options)
         if isinstance(options.get("shard"), str):
             options["shard"] = parse_shard(options["shard"])

@@ -29,7 +29,7 @@ class ShearTask(Task):
     def evaluate(self, data: str | Sequence[str], models: Sequence[str], options: Mapping[str, Any], progress: bool = True):
         from ..workflows.shear_eval import evaluate_shear
 
-        self.check("evaluate", options)
+        self.check("evaluate", options, data)
         if len(models) != 1:
             raise BadInputError("shear evaluation takes one model at a time")
         hsm = options.get("hsm", "REGAUSS")
@@ -39,7 +39,7 @@ class ShearTask(Task):
     def predict(self, data: str, model: str, options: Mapping[str, Any], progress: bool = True):
         from ..workflows.shear_eval import predict_shear
 
-        self.check("predict", options)
+        self.check("predict", options, data)
         return predict_shear(data, model, **options, progress=progress)
 
     def calibrate(self, data: str, model: str, device: str = "auto", progress: bool = True) -> dict:

@@ -9,7 +9,7 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import BadInputError
-from ..modelfile import ModelInfo, load_model, save_model, writable_model_path
+from ..modelfile import ModelInfo, load_model, model_path, save_model, writable_model_path
 from ..report import report
 
 
@@ -22,6 +22,8 @@ def make_ensemble(model_files: Sequence[str], out: str) -> Path:
     """
     if len(model_files) < 2:
         raise BadInputError("an ensemble needs at least two models")
+    if any(model_path(f).resolve() == model_path(out).resolve() for f in model_files):
+        raise BadInputError(f"-o {out} is one of the members; write the committee to a file of its own")
     nets, infos = zip(*(load_model(f) for f in model_files))
     first = infos[0]
     for path, info in zip(model_files, infos):

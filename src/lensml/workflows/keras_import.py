@@ -33,7 +33,10 @@ def import_keras(h5_path: str, arch: str, out: str, config_path: str | None = No
         if survey:
             raise BadInputError("--survey applies to lens finders, not to shear networks")
         info = _shear_info(spec, channels, (height, width), out_features, config_path, h5_path)
-    net = info.build()
+    try:
+        net = info.build()
+    except ValueError as exc:  # cutouts too small for the architecture's pooling
+        raise BadInputError(f"{h5_path}: {exc}") from None
     load_keras_weights(net, layers, (channels, height, width))
     info.training = {"imported_from": str(Path(h5_path).name), "keras_layers": len(layers)}
     path = save_model(writable_model_path(out), net, info)

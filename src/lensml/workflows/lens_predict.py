@@ -97,6 +97,7 @@ class ResumableCsv:
         self.partial = self.path.with_name(self.path.name + ".partial")
         self.record = self.path.with_name(self.path.name + ".partial.json")
         self.header, self.identity = header, identity
+        self.started_empty, self.rows_added = False, 0
 
     def open(self) -> set[str]:
         """Start or resume; returns the keys already scored."""
@@ -109,6 +110,7 @@ class ResumableCsv:
             with open(self.partial, "w", encoding="utf-8", newline="") as f:
                 csv.writer(f, lineterminator="\n").writerow(self.header)
             write_json_atomic(self.record, self.identity)
+            self.started_empty = True
             return set()
         data = self.partial.read_bytes()
         complete = data[: data.rfind(b"\n") + 1]  # a run killed mid-line leaves a partial last row
@@ -120,6 +122,14 @@ class ResumableCsv:
     def append(self, rows: list[list]) -> None:
         with open(self.partial, "a", encoding="utf-8", newline="") as f:
             csv.writer(f, lineterminator="\n").writerows(rows)
+        self.rows_added += len(rows)
+
+    def abandon(self) -> None:
+        """After a failure: a file this run started and wrote no row into goes (nothing to resume);
+        rows scored before the failure stay for the rerun."""
+        if self.started_empty and not self.rows_added:
+            self.partial.unlink(missing_ok=True)
+            self.record.unlink(missing_ok=True)
 
     def finish(self) -> None:
         os.replace(self.partial, self.path)
@@ -191,7 +201,12 @@ def predict_lens(input_path: str, model_file: str, out_csv: str | None = None, d
         if done:
             report(f"{sink.partial}: {len(done)} scenes already scored; going on with the rest")
             keys = [k for k in keys if str(k) not in done]
-    scores, printed = _stream(net, info, scenes, keys, labels, dev, batch_size, workers, sink, views, progress)
+    try:
+        scores, printed = _stream(net, info, scenes, keys, labels, dev, batch_size, workers, sink, views, progress)
+    except BaseException:
+        if sink is not None:
+            sink.abandon()
+        raise
     if sink is not None:
         sink.finish()
     else:

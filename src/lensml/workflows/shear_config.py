@@ -6,7 +6,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from ..config import read_config_file, replace_from, require
+from ..config import is_count, read_config_file, replace_from, require
 from ..errors import BadInputError
 from ..training import LOSSES, PRECISIONS, SCHEDULES
 
@@ -60,10 +60,11 @@ class ShearTrainConfig:
         object.__setattr__(self, "loss", LOSS_ALIASES.get(self.loss, self.loss))
         object.__setattr__(self, "targets", tuple(self.targets))
         checks = [
-            (self.epochs > 0, f"epochs must be positive, got {self.epochs}"),
-            (self.patience is None or self.patience > 0, f"patience must be positive, got {self.patience}"),
+            (is_count(self.epochs), f"epochs must be a positive whole number, got {self.epochs}"),
+            (is_count(self.seed, 0), f"seed must be a whole number, 0 or more, got {self.seed}"),
+            (self.patience is None or is_count(self.patience), f"patience must be a positive whole number, got {self.patience}"),
             (self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}"),
-            (self.batch_size > 0, f"batch size must be positive, got {self.batch_size}"),
+            (is_count(self.batch_size), f"batch size must be a positive whole number, got {self.batch_size}"),
             (self.width is None or self.width > 0, f"width must be positive, got {self.width}"),
             (self.lr > 0, f"learning rate must be positive, got {self.lr}"),
             (self.loss in LOSSES and self.loss != "bce", f"loss must be mse or mae, got {self.loss!r}"),
