@@ -260,3 +260,19 @@ def test_predictions_never_overwrite_the_data_they_come_from(survey, tmp_path, c
     broken.write_text(listing.read_text() + str(tmp_path / "absent.fits") + "\n")
     assert run("predict", "-i", broken, "-m", model, "-o", tmp_path / "scores.csv") == 3  # fails in its first batch
     assert not list(tmp_path.glob("scores.csv*"))
+
+
+def test_resuming_another_architectures_checkpoint_names_the_mismatch(survey, tmp_path, capsys):
+    """The checkpoint's record is checked before its weights are loaded: a lens_flow checkpoint met by
+    `--arch lens_finder` is another architecture, not a damaged file."""
+    folder, model = survey
+    checkpoint = model.with_name(model.name.replace(".safetensors", ".ckpt.safetensors"))
+    assert checkpoint.is_file()
+    copy = tmp_path / "flow.safetensors"
+    copy.write_bytes(model.read_bytes())
+    copy.with_name("flow.ckpt.safetensors").write_bytes(checkpoint.read_bytes())
+    capsys.readouterr()
+    assert run("train", "-i", folder, "-m", copy, "--arch", "lens_finder", "--epochs", 2) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "other architecture ('lens_flow', not 'lens_finder')" in err, err
+    assert "damaged" not in err

@@ -30,6 +30,16 @@ def save_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimiz
     save_tensors(path, tensors, header)
 
 
+def checkpoint_record(path: Path) -> dict:
+    """The checkpoint's record (architecture, data digest, split) without its tensors: what a resume
+    checks first, so a checkpoint of another model or data set is named as such, not as damaged."""
+    _, header = read_tensors(path, what="checkpoint", header_only=True)
+    try:
+        return json.loads(header["lensml_checkpoint"])
+    except (KeyError, ValueError) as exc:
+        raise BadInputError(f"{path}: damaged checkpoint ({exc}); rerun with -r to start again") from None
+
+
 def load_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer) -> tuple[TrainState, dict]:
     tensors, header = read_tensors(path, what="checkpoint")
     try:

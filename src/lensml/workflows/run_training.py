@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from .. import distributed
-from ..checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
+from ..checkpoint import checkpoint_path, checkpoint_record, load_checkpoint, save_checkpoint
 from ..device import half_precision_note, resolve_device
 from ..errors import BadInputError
 from ..identity import DataIdentity
@@ -128,13 +128,14 @@ def _best_so_far(out: Path, net) -> dict:
 def _resume(out: Path, ckpt: Path, net, optimizer, info: ModelInfo, data: DataIdentity, val_idx: np.ndarray) -> TrainState:
     """Go on from the checkpoint, else from an existing model file's weights, else start afresh."""
     if ckpt.is_file():
-        state, meta = load_checkpoint(ckpt, net, optimizer)
+        meta = checkpoint_record(ckpt)
         _check_same(ckpt, meta.get("arch"), info.arch, "architecture")
         _check_same(ckpt, meta.get("data_sha256"), data.sha256, "data")
         _check_same(ckpt, meta.get("targets"), info.targets, "targets")
         if meta.get("val_indices") != val_idx.tolist():
             raise BadInputError(f"{ckpt} was trained with another train/validation split (seed or validation "
                                 "fraction); use the same ones to resume, or -r to start again")
+        state, meta = load_checkpoint(ckpt, net, optimizer)
         info.target_mean, info.target_std = meta["target_mean"], meta["target_std"]
         report(f"resuming {out} from epoch {state.epoch}")
         return state
@@ -153,4 +154,5 @@ def _resume(out: Path, ckpt: Path, net, optimizer, info: ModelInfo, data: DataId
 
 def _check_same(path: Path, old, new, what: str) -> None:
     if old != new:
-        raise BadInputError(f"{path} was trained with other {what} ({old!r}, not {new!r}); use -r to start again")
+        raise BadInputError(f"{path} was trained with other {what} ({old!r}, not {new!r}): give -m a new name for "
+                            "another model, or add -r to train this one again from scratch")
