@@ -153,7 +153,17 @@ def test_bad_input_is_one_line_and_nonzero(args, message, tmp_path, weak_set, tr
 def test_bad_numbers_are_refused_by_the_parser(args, capsys):
     with pytest.raises(SystemExit) as exc:
         main(args)
-    assert exc.value.code == 2 and "must be positive" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and "must be positive" in err
+    assert err.count("\n") == 1 and err.startswith(f"lensml: error: lensml {args[0]}"), err  # one line, as every error
+
+
+def test_an_unknown_option_or_command_is_one_line(capsys):
+    for argv in (["train", "-i", "x", "-m", "y", "--views", "3"], ["frobnicate"]):
+        with pytest.raises(SystemExit) as exc:
+            main(argv)
+        err = capsys.readouterr().err
+        assert exc.value.code == 2 and err.count("\n") == 1 and err.startswith("lensml: error:"), err
 
 
 def test_quickstart_runs_the_whole_job_on_a_tiny_set(tmp_path, capsys):

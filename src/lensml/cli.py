@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Callable, Sequence
+from typing import Callable, NoReturn, Sequence
 
 from . import __version__
 from .errors import BadInputError, LensmlError
@@ -67,8 +67,15 @@ def _add_evaluate_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--plot", help="draw measured against true shear, or the ROC curves, to this PNG")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a mistake on the command line reported as every other one: one line, exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"lensml: error: {self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="lensml", description="Deep learning on gravitational lensing images.")
+    parser = _Parser(prog="lensml", description="Deep learning on gravitational lensing images.")
     parser.add_argument("--version", action="version", version=f"lensml {__version__}")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     parser.add_argument("--survey-file", action="append", default=[], metavar="FILE",
