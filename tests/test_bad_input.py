@@ -107,6 +107,7 @@ CASES = [
     (["train", "-i", "{set}", "--lr", "-1"], 2, "learning rate must be positive"),
     (["train", "-i", "{set}", "--config", "{root}/notyaml.yaml"], 2, "cannot parse config"),
     (["train", "-i", "{set}", "--arch", "lens_flow"], 2, "shear one"),
+    (["train", "-i", "{set}", "--targets", "g1", "g1"], 2, "each target once, got g1 g1"),
     (["train", "-i", "{set}", "--arch", "lensnet_vgg19", "--width", "8"], 2, "lensnet_vgg19 has no width setting"),
     (["train", "-i", "{root}/space", "--arch", "lens_flow", "--width", "8"], 2, "--width"),
     (["train", "-i", "{set}", "--norm", "minmax"], 2, "--norm applies to lens finding (a challenge-layout or cutout folder), not to shear data"),

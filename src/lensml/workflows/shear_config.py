@@ -69,6 +69,7 @@ class ShearTrainConfig:
             (self.lr > 0, f"learning rate must be positive, got {self.lr}"),
             (self.loss in LOSSES and self.loss != "bce", f"loss must be mse or mae, got {self.loss!r}"),
             (len(self.targets) > 0, "give at least one target"),
+            (len(set(self.targets)) == len(self.targets), f"each target once, got {' '.join(self.targets)}"),
             (0 <= self.val_fraction < 1, f"validation fraction must be in [0, 1), got {self.val_fraction}"),
             (self.schedule in SCHEDULES, f"schedule must be one of {', '.join(SCHEDULES)}"),
             (self.target in (None, *SHEAR_TARGETS), f"target must be one of {', '.join(SHEAR_TARGETS)}, got {self.target!r}"),
