@@ -21,10 +21,11 @@ def resolve_device(name: str) -> torch.device:
         raise BadInputError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise BadInputError("--device cuda asked for, but torch sees no CUDA GPU (see README for GPU installs)")
-    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+    if device.type == "cuda" and device.index is not None:
         count = torch.cuda.device_count()
-        raise BadInputError(f"--device {name}: torch sees {count} CUDA GPU{'s' if count > 1 else ''} "
-                            f"(cuda:0{f' to cuda:{count - 1}' if count > 1 else ''})")
+        if device.index >= count:
+            raise BadInputError(f"--device {name}: torch sees {count} CUDA GPU{'s' if count > 1 else ''} "
+                                f"(cuda:0{f' to cuda:{count - 1}' if count > 1 else ''})")
     if device.type == "cuda" and distributed.launched():
         if device.index is not None:
             raise BadInputError(f"--device {name}: under torchrun each process takes its own GPU; write --device cuda")

@@ -24,12 +24,11 @@ def _figure(*args, **kwargs):
 def check_plot_path(path: str | os.PathLike) -> None:
     """Refuse, before any work, a figure path matplotlib cannot write: a folder, or a name whose extension
     is not an image format (the format is taken from the extension)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    from matplotlib.backend_bases import FigureCanvasBase
 
-    formats = FigureCanvasAgg(Figure()).get_supported_filetypes()
     if os.path.isdir(path):
         raise BadInputError(f"--plot {path}: it is a folder; give a file name such as {os.path.join(path, 'plot.png')}")
+    formats = FigureCanvasBase.get_supported_filetypes()
     suffix = os.path.splitext(str(path))[1].lower().lstrip(".")
     if suffix not in formats:
         raise BadInputError(f"--plot {path}: the file name must end in an image format's extension "

@@ -18,6 +18,7 @@ from torch import nn
 from tqdm import tqdm
 
 from . import distributed
+from .config import is_count
 from .errors import BadInputError
 from .report import report
 
@@ -68,6 +69,21 @@ class LoopSettings:
 
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def settings_checks(settings) -> list[tuple[bool, str]]:
+    """The checks every task's training settings share (for `config.require`): the counts are whole
+    numbers, since a settings file may say 1.5 or -1 where a flag could not."""
+    return [
+        (is_count(settings.epochs), f"epochs must be a positive whole number, got {settings.epochs}"),
+        (is_count(settings.seed, 0), f"seed must be a whole number, 0 or more, got {settings.seed}"),
+        (settings.patience is None or is_count(settings.patience),
+         f"patience must be a positive whole number, got {settings.patience}"),
+        (settings.precision in PRECISIONS,
+         f"precision must be one of {', '.join(PRECISIONS)}, got {settings.precision!r}"),
+        (is_count(settings.batch_size), f"batch size must be a positive whole number, got {settings.batch_size}"),
+        (settings.lr > 0, f"learning rate must be positive, got {settings.lr}"),
+    ]
 
 
 def autocast(precision: str, device: torch.device):

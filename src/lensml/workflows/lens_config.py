@@ -6,9 +6,9 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from ..config import is_count, read_config_file, replace_from, require
+from ..config import read_config_file, replace_from, require
 from ..data.band_norm import METHODS as NORMS
-from ..training import PRECISIONS, SCHEDULES
+from ..training import SCHEDULES, settings_checks
 
 
 @dataclass(frozen=True)
@@ -30,12 +30,7 @@ class LensTrainConfig:
 
     def __post_init__(self) -> None:
         checks = [
-            (is_count(self.epochs), f"epochs must be a positive whole number, got {self.epochs}"),
-            (is_count(self.seed, 0), f"seed must be a whole number, 0 or more, got {self.seed}"),
-            (self.patience is None or is_count(self.patience), f"patience must be a positive whole number, got {self.patience}"),
-            (self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}"),
-            (is_count(self.batch_size), f"batch size must be a positive whole number, got {self.batch_size}"),
-            (self.lr > 0, f"learning rate must be positive, got {self.lr}"),
+            *settings_checks(self),
             (0 < self.val_fraction < 1, f"validation fraction must be in (0, 1), got {self.val_fraction}"),
             (self.norm in NORMS, f"norm must be one of {', '.join(NORMS)}, got {self.norm!r}"),
             (self.schedule in SCHEDULES, f"schedule must be one of {', '.join(SCHEDULES)}"),

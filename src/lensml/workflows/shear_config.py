@@ -6,9 +6,9 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from ..config import is_count, read_config_file, replace_from, require
+from ..config import read_config_file, replace_from, require
 from ..errors import BadInputError
-from ..training import LOSSES, PRECISIONS, SCHEDULES
+from ..training import LOSSES, SCHEDULES, settings_checks
 
 # LensNet config key -> lensml setting (None: accepted, nothing to set; see README).
 LENSNET_KEYS: dict[str, str | None] = {
@@ -60,13 +60,8 @@ class ShearTrainConfig:
         object.__setattr__(self, "loss", LOSS_ALIASES.get(self.loss, self.loss))
         object.__setattr__(self, "targets", tuple(self.targets))
         checks = [
-            (is_count(self.epochs), f"epochs must be a positive whole number, got {self.epochs}"),
-            (is_count(self.seed, 0), f"seed must be a whole number, 0 or more, got {self.seed}"),
-            (self.patience is None or is_count(self.patience), f"patience must be a positive whole number, got {self.patience}"),
-            (self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}"),
-            (is_count(self.batch_size), f"batch size must be a positive whole number, got {self.batch_size}"),
+            *settings_checks(self),
             (self.width is None or self.width > 0, f"width must be positive, got {self.width}"),
-            (self.lr > 0, f"learning rate must be positive, got {self.lr}"),
             (self.loss in LOSSES and self.loss != "bce", f"loss must be mse or mae, got {self.loss!r}"),
             (len(self.targets) > 0, "give at least one target"),
             (len(set(self.targets)) == len(self.targets), f"each target once, got {' '.join(self.targets)}"),
